@@ -1,0 +1,148 @@
+"""The ``crashfleet`` command.
+
+Each package owns its subcommands in a small ``cli`` module exposing
+``register(subparsers) -> None``; this module lists those modules and dispatches. Handlers are
+``(args, app) -> int``. Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+
+Only the module of the chosen subcommand is imported, so a quick local command does not pay
+for Kafka, boto3 or SQLAlchemy imports it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crashfleet import __version__
+from crashfleet.errors import CrashfleetError, UsageError
+
+if TYPE_CHECKING:
+    from crashfleet.settings import Settings
+
+__all__ = ["App", "main"]
+
+# command name -> (module registering it, one-line help). The module is imported only when the
+# command is used or help for all commands is asked for.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("crashfleet.config_cli", "check the configuration or print its reference"),
+    "stack": ("crashfleet.stack_cli", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
+}
+
+
+class App:
+    """What every handler receives: the parsed global options and lazily loaded settings."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._settings: Settings | None = None
+
+    @property
+    def config_path(self) -> Path:
+        given = self.args.config or os.environ.get("CRASHFLEET_CONFIG")
+        from crashfleet.settings import DEFAULT_CONFIG_PATH
+
+        return Path(given) if given else DEFAULT_CONFIG_PATH
+
+    @property
+    def config_explicit(self) -> bool:
+        return bool(self.args.config or os.environ.get("CRASHFLEET_CONFIG"))
+
+    def settings(self) -> Settings:
+        """The effective settings (file + environment), loaded and validated once."""
+        if self._settings is None:
+            from crashfleet.settings import load_settings
+
+            self._settings = load_settings(self.config_path, require_file=self.config_explicit)
+        return self._settings
+
+
+Handler = Callable[[argparse.Namespace, App], int]
+
+
+def _register(sub: argparse._SubParsersAction, name: str) -> None:
+    module = importlib.import_module(COMMANDS[name][0])
+    module.register(sub)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only`` set, just that subcommand is registered (fast path)."""
+    parser = argparse.ArgumentParser(
+        prog="crashfleet",
+        description="Collect kernel crash dumps from a fleet and turn them into clustered, "
+        "alertable crash signatures.",
+    )
+    parser.add_argument("--version", action="version", version=f"crashfleet {__version__}")
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="settings file (default: $CRASHFLEET_CONFIG or /etc/crashfleet/crashfleet.toml)",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (_module, help_text) in COMMANDS.items():
+        if only is None or name == only:
+            _register(sub, name)
+        else:
+            sub.add_parser(name, help=help_text)
+    return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv, skipping global options; None if unclear."""
+    it = iter(argv)
+    for token in it:
+        if token in ("--config", "--log-level", "--log-format"):
+            next(it, None)
+            continue
+        if token.startswith("-"):
+            continue
+        return token if token in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_chosen_command(argv))
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    app = App(args)
+    handler: Handler = args.func
+    try:
+        _configure_logging(args, app)
+        return int(handler(args, app) or 0)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"crashfleet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CrashfleetError as exc:
+        print(f"crashfleet: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _configure_logging(args: argparse.Namespace, app: App) -> None:
+    if getattr(args, "no_logging_setup", False):
+        return
+    from crashfleet.logs import configure_logging
+
+    level = args.log_level
+    fmt = args.log_format
+    if level is None or fmt is None:
+        try:
+            log = app.settings().log
+        except CrashfleetError:
+            log = None  # the handler reports configuration errors itself
+        level = level or (log.level if log else "info")
+        fmt = fmt or (log.format if log else "auto")
+    configure_logging(level, fmt)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Suite-wide fixtures: the real services, started once per session on free loopback ports.
+
+Tansu (Kafka protocol) and SeaweedFS (S3) are started by :class:`crashfleet.stack.Stack`, the
+same code behind ``crashfleet stack up``. PostgreSQL comes from ``CRASHFLEET_TEST_POSTGRES_DSN``,
+else a server on 127.0.0.1:5432, else a throwaway cluster from Debian's binaries. Every test
+gets its own topic names, bucket and database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crashfleet.stack import Stack, StackError, StackInfo
+
+_USED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    """Kafka + S3 on free ports for the whole session."""
+    root = tmp_path_factory.mktemp("stack")
+    stack = Stack(root, services=("kafka", "s3"))
+    info = stack.up(timeout=120)
+    _USED["kafka (Tansu)"] = info.kafka_bootstrap
+    _USED["s3 (SeaweedFS)"] = info.s3_endpoint
+    try:
+        yield info
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a PostgreSQL server's maintenance database."""
+    root = tmp_path_factory.mktemp("pg")
+    stack = Stack(root, services=("postgres",),
+                  postgres_dsn=os.environ.get("CRASHFLEET_TEST_POSTGRES_DSN"))
+    try:
+        info = stack.up(timeout=120)
+    except StackError as exc:
+        pytest.fail(f"PostgreSQL unavailable: {exc}")
+    _USED["postgresql"] = f"{info.postgres_dsn} ({info.postgres_source})"
+    try:
+        yield info.postgres_dsn
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards. Yields a psycopg DSN."""
+    import psycopg
+
+    name = "cf_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_server.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for names (topics, groups, buckets)."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def s3_bucket(services: StackInfo, unique: str) -> str:
+    """A fresh bucket on the session's S3 server."""
+    from ingest.s3 import S3ObjectStore
+
+    name = f"t-{unique}"
+    S3ObjectStore(name, endpoint_url=services.s3_endpoint, addressing_style="path").ensure_bucket()
+    return name
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _s3_credentials() -> None:
+    # SeaweedFS started without an identity file accepts any signed request; boto3 still
+    # needs some credentials to sign with. Production uses boto3's standard chain.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-test")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _USED:
+        terminalreporter.section("real services used by this run")
+        for name, where in _USED.items():
+            terminalreporter.write_line(f"{name}: {where}")
+
+
+REPO = Path(__file__).resolve().parent.parent
