@@ -3,6 +3,7 @@ embedded equivalent."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,6 @@ def log_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogB
         yield backend
     finally:
         for obj in reversed(closers):
-            try:
+            # Closing after a failed test must not hide the failure.
+            with contextlib.suppress(Exception):
                 obj.close()
-            except Exception:  # closing after a failed test must not hide the failure
-                pass
