@@ -24,6 +24,7 @@ from crashfleet.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "AgentSettings",
     "KafkaSettings",
     "LogSettings",
     "S3Settings",
@@ -120,6 +121,57 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """The host agent: where dumps are found and how they are shipped."""
+
+    watch_dirs: tuple[str, ...] = setting(
+        ("/var/crash",), "Directories watched for finished dumps (kdump-tools, RHEL, plain)."
+    )
+    state_dir: str = setting(
+        "/var/lib/crashfleet/agent", "Directory of the agent's journal (uploads, outbox)."
+    )
+    content: Literal["full", "log-only"] = setting(
+        "full", "Ship the whole dump, or only the kernel log and header facts (log-only)."
+    )
+    dumps_prefix: str = setting("dumps/", "Object key prefix for shipped dumps.")
+    part_size_mib: int = setting(16, "Multipart upload part size in MiB.", minimum=5)
+    upload_concurrency: int = setting(
+        4, "Parts uploaded in parallel (memory use is about parts x part size).", minimum=1
+    )
+    bandwidth_limit_mibps: float = setting(
+        0.0, "Upload bandwidth cap in MiB/s; 0 for none.", minimum=0.0
+    )
+    stable_for_s: float = setting(
+        5.0, "Seconds a dump's size must stay unchanged before it is shipped.", minimum=0.0
+    )
+    rescan_interval_s: float = setting(
+        60.0, "Seconds between full rescans (inotify reports most changes sooner).", minimum=1.0
+    )
+    retry_initial_s: float = setting(1.0, "First retry delay after a failure.", minimum=0.01)
+    retry_max_s: float = setting(300.0, "Longest retry delay (exponential backoff, jitter).",
+                                 minimum=0.01)
+    retention: Literal["keep", "delete", "limit"] = setting(
+        "keep", "After a confirmed shipment: keep dumps, delete them, or apply the limits below."
+    )
+    retention_keep_newest: int = setting(
+        0, "With retention = limit: keep at most this many shipped dumps (0: no count limit).",
+        minimum=0,
+    )
+    retention_max_bytes: int = setting(
+        0, "With retention = limit: keep shipped dumps up to this many bytes (0: no limit).",
+        minimum=0,
+    )
+    require_root_owner: bool = setting(
+        True, "Refuse crash directories not owned by root (as apport does)."
+    )
+    metrics_port: int = setting(0, "Port of the agent's /metrics endpoint; 0 for none.",
+                                minimum=0)
+    metrics_textfile: str = setting(
+        "", "node_exporter textfile to write metrics to (a *.prom path); empty for none."
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section per field."""
 
@@ -127,6 +179,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,406 @@
+"""The agent's work loop: detect finished dumps, upload them, announce them, apply retention.
+
+Every step is journaled first, so a restart (or a SIGKILL) resumes where the agent stopped:
+uploads continue from their last acknowledged part, stored dumps whose events were not yet
+acknowledged are announced, and announced dumps are never shipped again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from agent.discovery import Candidate, is_open_for_writing, scan
+from agent.errors import DumpChanged, DumpRefused, PermanentAgentError
+from agent.facts import DumpFacts, FactsReader
+from agent.inotify import Inotify
+from agent.journal import DumpRow, Journal
+from agent.metrics import AgentMetrics
+from agent.upload import RateLimiter, Uploader
+from ingest.errors import PermanentIngestError, RetryableIngestError
+from ingest.eventlog import EventProducer
+from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
+from ingest.objectstore import ObjectStore
+
+__all__ = ["Agent", "AgentConfig"]
+
+log = structlog.get_logger("crashfleet.agent")
+
+MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What the loop needs from the settings (see ``AgentSettings``); sizes in bytes."""
+
+    watch_dirs: tuple[str, ...]
+    content: str = "full"
+    dumps_prefix: str = "dumps/"
+    part_size: int = 16 * 1024 * 1024
+    upload_concurrency: int = 4
+    bandwidth_limit: float = 0.0  # bytes per second, 0 = none
+    stable_for_s: float = 5.0
+    rescan_interval_s: float = 60.0
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 300.0
+    retention: str = "keep"
+    retention_keep_newest: int = 0
+    retention_max_bytes: int = 0
+    require_root_owner: bool = True
+    topic: str = "crash-reported"
+    agent_version: str = "0"
+    metrics_textfile: str = ""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Agent:
+    """One agent process's state. ``producer_factory`` may raise ``EndpointUnreachable``
+    while Kafka is down; events then wait in the journal's outbox."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        store: ObjectStore,
+        producer_factory: Callable[[], EventProducer],
+        journal: Journal,
+        identity: HostIdentity,
+        metrics: AgentMetrics,
+        facts: FactsReader,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.cfg = config
+        self.store = store
+        self.journal = journal
+        self.identity = identity
+        self.metrics = metrics
+        self.facts = facts
+        self.clock = clock
+        self._producer_factory = producer_factory
+        self._producer: EventProducer | None = None
+        self._publish_not_before = 0.0
+        self._publish_failures = 0
+        self.uploader = Uploader(
+            store, part_size=config.part_size, concurrency=config.upload_concurrency,
+            limiter=RateLimiter(config.bandwidth_limit), on_bytes=metrics.bytes_uploaded.inc,
+        )
+        self._inotify: Inotify | None = None
+        self._recheck_at = float("inf")  # when a not-yet-stable dump should be looked at again
+
+    # -- detection ----------------------------------------------------------------------------
+
+    def scan(self) -> int:
+        """Find finished dumps and journal new ones; returns how many were new."""
+        new = 0
+        now = self.clock()
+        self._recheck_at = float("inf")
+        for root in self.cfg.watch_dirs:
+            candidates, refusals = scan(root, require_root_owner=self.cfg.require_root_owner)
+            for r in refusals:
+                self._refuse(r.path, r.reason)
+            for c in candidates:
+                if self._consider(c, now):
+                    new += 1
+            self._watch(root)
+        return new
+
+    def _refuse(self, path: str, reason: str) -> None:
+        if not self.journal.is_refused(path):
+            self.journal.refuse(path, reason)
+            self.metrics.refused.inc()
+            log.warning("dump.refused", path=path, reason=reason)
+
+    def _consider(self, c: Candidate, now: float) -> bool:
+        try:
+            fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: replaced by a link since the scan
+                self._refuse(c.path, "symbolic link")
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self._refuse(c.path, "not a regular file")
+                return False
+            if now - st.st_mtime < self.cfg.stable_for_s:
+                # Still changing, or just written: look again once it has been quiet enough.
+                self._recheck_at = min(self._recheck_at, st.st_mtime + self.cfg.stable_for_s)
+                return False
+            if is_open_for_writing(fd, c.path):
+                self._recheck_at = min(self._recheck_at, now + self.cfg.stable_for_s)
+                return False
+        finally:
+            os.close(fd)
+        _row, is_new = self.journal.add(c.path, st.st_dev, st.st_ino, st.st_size,
+                                       st.st_mtime_ns, c.layout, c.dmesg_path,
+                                       c.crash_time_hint)
+        if is_new:
+            self.metrics.detected.inc()
+            log.info("dump.detected", path=c.path, layout=c.layout, size=st.st_size)
+        return is_new
+
+    def _watch(self, root: str) -> None:
+        if self._inotify is None:
+            return
+        self._inotify.watch(root)
+        try:
+            with os.scandir(root) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        self._inotify.watch(e.path)
+        except OSError:
+            pass
+
+    # -- shipping -----------------------------------------------------------------------------
+
+    def _backoff(self, attempts: int) -> float:
+        delay = min(self.cfg.retry_max_s, self.cfg.retry_initial_s * (2 ** min(attempts, 30)))
+        return delay * random.uniform(0.5, 1.0)  # jitter: hosts recovering together spread
+
+    def ship_due(self, *, ignore_backoff: bool = False) -> None:
+        """Upload every dump whose turn has come."""
+        now = float("inf") if ignore_backoff else self.clock()
+        for row in self.journal.due(now):
+            structlog.contextvars.bind_contextvars(dump=row.path)
+            try:
+                self._ship(row)
+            except (DumpRefused, PermanentAgentError, PermanentIngestError) as exc:
+                self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
+                self.metrics.failures.labels(stage="upload").inc()
+                log.error("dump.failed", error=str(exc), permanent=True)
+            except (RetryableIngestError, DumpChanged, OSError) as exc:
+                retry_in = self._backoff(row.attempts)
+                self.journal.fail(row.id, str(exc), self.clock() + retry_in)
+                self.metrics.failures.labels(stage="upload").inc()
+                log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+            finally:
+                structlog.contextvars.unbind_contextvars("dump")
+
+    def _ship(self, row: DumpRow) -> None:
+        try:
+            fd = os.open(row.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.journal.supersede(row.id, "file disappeared before it was shipped")
+            log.warning("dump.vanished")
+            return
+        except OSError as exc:
+            if exc.errno == 40:
+                raise DumpRefused("symbolic link", path=row.path) from exc
+            raise
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (
+                    row.dev, row.ino, row.size, row.mtime_ns):
+                self.journal.supersede(row.id, "file changed after detection")
+                log.info("dump.superseded")
+                return
+            self._ship_fd(row, fd)
+        finally:
+            os.close(fd)
+
+    def _ship_fd(self, row: DumpRow, fd: int) -> None:
+        from agent.upload import hash_fd
+
+        t0 = time.monotonic()
+        facts = self.facts(row.path)
+        sha = row.sha256
+        if sha is None:
+            sha = hash_fd(fd, row.size)
+            self.journal.set_hash(row.id, sha, self.cfg.dumps_prefix + sha)
+        base = self.cfg.dumps_prefix + sha
+        meta = {"sha256": sha, "host": self.identity.hostname,
+                "machine-id": self.identity.machine_id, "format": facts.format}
+        key: str | None = None
+        index_key: str | None = None
+        if self.cfg.content == "full":
+            result = self.uploader.upload(
+                fd, row.size, base, sha, meta, upload_id=row.upload_id,
+                done_parts=row.parts, part_size=row.part_size,
+                on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
+                on_part=lambda p: self.journal.add_part(row.id, p),
+            )
+            key = base
+            if facts.index is not None:
+                index_key = base + ".index"
+                self.store.put(index_key, facts.index, {"sha256": sha})
+            log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
+                     reused_parts=result.reused_parts, already_stored=result.already_stored,
+                     seconds=round(time.monotonic() - t0, 3))
+        dmesg = self._dmesg_bytes(row, facts)
+        dmesg_key = None
+        if dmesg is not None:
+            dmesg_key = base + ".dmesg"
+            self.store.put(dmesg_key, dmesg, {"sha256": sha})
+        event = CrashReported(
+            event_id=crash_event_id(sha), schema_version=SCHEMA_VERSION, host=self.identity,
+            dump=DumpRef(sha256=sha, size=row.size, format=facts.format,  # type: ignore[arg-type]
+                         content=self.cfg.content,  # type: ignore[arg-type]
+                         key=key, dmesg_key=dmesg_key, index_key=index_key,
+                         compression=facts.compression),
+            layout=row.layout,  # type: ignore[arg-type]
+            source_path=row.path, agent_version=self.cfg.agent_version,
+            reported_at=_iso(self.clock()), kernel_release=facts.kernel_release,
+            build_id=facts.build_id, crash_time=facts.crash_time or row.crash_time_hint,
+        )
+        self.journal.mark_uploaded(row.id, event.event_id, self.cfg.topic,
+                                   self.identity.machine_id.encode() or None, event.to_bytes())
+
+    def _dmesg_bytes(self, row: DumpRow, facts: DumpFacts) -> bytes | None:
+        if row.dmesg_path:
+            try:
+                fd = os.open(row.dmesg_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        return os.read(fd, MAX_DMESG_BYTES)
+                finally:
+                    os.close(fd)
+        # Without the kernel's own dmesg file, log-only mode ships the log read from the dump.
+        return facts.kernel_log if self.cfg.content == "log-only" else None
+
+    # -- announcing ---------------------------------------------------------------------------
+
+    def publish(self, *, ignore_backoff: bool = False) -> bool:
+        """Send the outbox in order, one acknowledged event at a time; True when empty."""
+        if not ignore_backoff and self.clock() < self._publish_not_before:
+            return False
+        while True:
+            batch = self.journal.unsent(limit=100)
+            if not batch:
+                return True
+            try:
+                if self._producer is None:
+                    self._producer = self._producer_factory()
+                for item in batch:
+                    self._producer.send(item.topic, item.payload, key=item.key,
+                                        headers=[("event-type", b"crash-reported")])
+                    self._producer.flush()
+                    self.journal.mark_sent([item.seq])
+                    self.metrics.shipped.inc()
+                    self.metrics.last_success.set(self.clock())
+                    log.info("event.published", event_id=item.event_id)
+                self._publish_failures = 0
+            except RetryableIngestError as exc:
+                self.journal.note_send_failure([batch[0].seq])
+                self.metrics.failures.labels(stage="publish").inc()
+                retry_in = self._backoff(self._publish_failures)
+                self._publish_failures += 1
+                self._publish_not_before = self.clock() + retry_in
+                log.warning("event.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                self._drop_producer()
+                return False
+
+    def _drop_producer(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close()
+            except Exception as exc:  # a broken connection may fail to close; it is dropped
+                log.debug("producer.close_failed", error=str(exc))
+            self._producer = None
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def retain(self) -> None:
+        """Delete shipped dumps as the retention policy says (only announced ones)."""
+        if self.cfg.retention == "keep":
+            return
+        shipped = [r for r in self.journal.by_state("announced") if not r.removed]
+        shipped.sort(key=lambda r: r.detected_at, reverse=True)
+        doomed: list[DumpRow] = []
+        if self.cfg.retention == "delete":
+            doomed = shipped
+        else:
+            total = 0
+            for i, r in enumerate(shipped):
+                total += r.size
+                over_count = self.cfg.retention_keep_newest and i >= self.cfg.retention_keep_newest
+                over_bytes = self.cfg.retention_max_bytes and total > self.cfg.retention_max_bytes
+                if over_count or over_bytes:
+                    doomed.append(r)
+        for r in doomed:
+            self._remove(r)
+
+    def _remove(self, row: DumpRow) -> None:
+        try:
+            st = os.stat(row.path, follow_symlinks=False)
+            if (st.st_dev, st.st_ino, st.st_size) == (row.dev, row.ino, row.size):
+                os.unlink(row.path)
+                if row.dmesg_path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(row.dmesg_path)
+                parent = os.path.dirname(row.path)
+                if row.layout != "plain" and parent not in self.cfg.watch_dirs:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(parent)  # only when empty
+        except FileNotFoundError:
+            pass
+        self.journal.mark_removed(row.id)
+        log.info("dump.removed", path=row.path, policy=self.cfg.retention)
+
+    # -- loops --------------------------------------------------------------------------------
+
+    def update_metrics(self) -> None:
+        counts = self.journal.counts()
+        self.metrics.backlog.labels(kind="dumps").set(
+            counts["pending"] + counts["uploading"] + counts["failed"])
+        self.metrics.backlog.labels(kind="events").set(counts["outbox"])
+        if self.cfg.metrics_textfile:
+            try:
+                self.metrics.write_textfile(self.cfg.metrics_textfile)
+            except OSError as exc:
+                log.warning("metrics.textfile_failed", error=str(exc))
+
+    def run_once(self) -> bool:
+        """Scan, ship everything finished, wait for acknowledgements; True when nothing is
+        left waiting (no dump to upload, no unacknowledged event)."""
+        self.scan()
+        self.ship_due(ignore_backoff=True)
+        self.publish(ignore_backoff=True)
+        self.retain()
+        self.update_metrics()
+        counts = self.journal.counts()
+        self._drop_producer()
+        return counts["pending"] + counts["uploading"] + counts["failed"] + counts["outbox"] == 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set: inotify wakes the loop early, rescans happen anyway."""
+        try:
+            self._inotify = Inotify()
+        except OSError as exc:
+            log.warning("inotify.unavailable", error=str(exc))
+        last_scan = 0.0
+        try:
+            while not stop.is_set():
+                now = self.clock()
+                if now - last_scan >= self.cfg.rescan_interval_s or now >= self._recheck_at:
+                    self.scan()
+                    last_scan = self.clock()
+                self.ship_due()
+                self.publish()
+                self.retain()
+                self.update_metrics()
+                wait_s = max(0.05, min(self.cfg.rescan_interval_s, 1.0,
+                                       self._recheck_at - self.clock()))
+                woke = self._inotify.wait(wait_s) if self._inotify else stop.wait(wait_s)
+                if woke:
+                    last_scan = 0.0  # something changed: rescan now
+        finally:
+            self._drop_producer()
+            if self._inotify is not None:
+                self._inotify.close()
+
+

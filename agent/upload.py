@@ -1,0 +1,202 @@
+"""Streaming, resumable, checksummed multipart upload of one dump file.
+
+Memory stays bounded: at most ``concurrency`` parts of ``part_size`` bytes are in flight.
+The file's SHA-256 is computed while its parts are read, in order, and must equal the digest
+the object is named after (``dumps/<sha256>``), so a file that changed under the agent is
+never published under a wrong name. A resumed upload re-reads (but does not re-send) the
+parts S3 already holds, verifying each against the recorded size and ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from agent.errors import DumpChanged
+from ingest.errors import UploadNotFound
+from ingest.objectstore import ObjectStore, PartInfo
+
+__all__ = ["RateLimiter", "UploadResult", "Uploader", "hash_fd"]
+
+_READ_CHUNK = 1024 * 1024
+
+
+class RateLimiter:
+    """A token bucket shared by the upload threads: ``rate`` bytes per second (0 = none)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.rate = rate
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._next = clock()
+
+    def take(self, nbytes: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + nbytes / self.rate
+            delay = start - now
+        if delay > 0:
+            self._sleep(delay)
+
+
+def hash_fd(fd: int, size: int) -> str:
+    """SHA-256 (hex) of the first ``size`` bytes of open file ``fd``, read with pread."""
+    h = hashlib.sha256()
+    off = 0
+    while off < size:
+        chunk = os.pread(fd, min(_READ_CHUNK, size - off), off)
+        if not chunk:
+            raise DumpChanged(f"file shrank while hashing: {off} of {size} bytes")
+        h.update(chunk)
+        off += len(chunk)
+    return h.hexdigest()
+
+
+def _read_exact(fd: int, offset: int, length: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < length:
+        chunk = os.pread(fd, length - len(buf), offset + len(buf))
+        if not chunk:
+            raise DumpChanged(f"file shrank: short read at offset {offset + len(buf)}")
+        buf += chunk
+    return bytes(buf)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What an upload did: bytes sent now, parts reused from an earlier attempt."""
+
+    key: str
+    sent_bytes: int
+    reused_parts: int
+    already_stored: bool
+
+
+class Uploader:
+    """Uploads files to ``store`` with ``part_size``-byte parts, ``concurrency`` in flight."""
+
+    def __init__(self, store: ObjectStore, *, part_size: int, concurrency: int,
+                 limiter: RateLimiter | None = None,
+                 on_bytes: Callable[[int], None] | None = None):
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("part_size must be at least 5 MiB (S3's minimum)")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.part_size = part_size
+        self.concurrency = concurrency
+        self.limiter = limiter or RateLimiter(0)
+        self._on_bytes = on_bytes or (lambda n: None)
+
+    def upload(
+        self,
+        fd: int,
+        size: int,
+        key: str,
+        sha256: str,
+        metadata: Mapping[str, str],
+        *,
+        upload_id: str | None = None,
+        done_parts: tuple[PartInfo, ...] = (),
+        part_size: int | None = None,
+        on_start: Callable[[str, int], None] = lambda uid, ps: None,
+        on_part: Callable[[PartInfo], None] = lambda p: None,
+        on_data: Callable[[bytes], None] = lambda b: None,
+    ) -> UploadResult:
+        """Upload ``size`` bytes of ``fd`` to ``key`` unless an object of that size is there.
+
+        ``upload_id``/``done_parts``/``part_size`` resume an earlier attempt; ``on_start`` and
+        ``on_part`` let the caller journal progress as it happens; ``on_data`` sees every byte
+        of the file once, in order (to build a flattened dump's index while streaming).
+        """
+        existing = self.store.head(key)
+        if existing is not None and existing.size == size:
+            if hash_fd(fd, size) != sha256:
+                raise DumpChanged(f"file no longer has SHA-256 {sha256}")
+            return UploadResult(key, 0, 0, already_stored=True)
+
+        if size < self.part_size and upload_id is None:
+            data = _read_exact(fd, 0, size)
+            on_data(data)
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise DumpChanged(f"file no longer has SHA-256 {sha256}")
+            self.limiter.take(size)
+            self.store.put_if_absent(key, data, metadata)
+            self._on_bytes(size)
+            return UploadResult(key, size, 0, already_stored=False)
+
+        reused: dict[int, PartInfo] = {}
+        ps = self.part_size
+        if upload_id is not None and not part_size:
+            upload_id = None  # a journal without the part size cannot be resumed safely
+        if upload_id is not None and part_size:
+            try:
+                stored = {p.number: p for p in self.store.list_parts(key, upload_id)}
+                # Reuse a part only if S3 has it exactly as journaled.
+                reused = {p.number: p for p in done_parts
+                          if stored.get(p.number) == p}
+                ps = part_size
+            except UploadNotFound:
+                upload_id = None
+        if upload_id is None:
+            ps = self.part_size
+            upload_id = self.store.create_multipart(key, metadata)
+            on_start(upload_id, ps)
+            reused = {}
+
+        nparts = max(1, -(-size // ps))
+        h = hashlib.sha256()
+        parts: dict[int, PartInfo] = dict(reused)
+        sent = 0
+        pending: set[Future[PartInfo]] = set()
+
+        def send(number: int, data: bytes) -> PartInfo:
+            self.limiter.take(len(data))
+            part = self.store.upload_part(key, upload_id, number, data)
+            self._on_bytes(len(data))
+            return part
+
+        with ThreadPoolExecutor(max_workers=self.concurrency,
+                                thread_name_prefix="upload") as pool:
+            try:
+                for number in range(1, nparts + 1):
+                    offset = (number - 1) * ps
+                    data = _read_exact(fd, offset, min(ps, size - offset))
+                    h.update(data)
+                    on_data(data)
+                    if number in reused:
+                        if reused[number].size != len(data):
+                            raise DumpChanged(f"part {number} size differs from the journal")
+                        continue
+                    while len(pending) >= self.concurrency:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            p = fut.result()
+                            parts[p.number] = p
+                            on_part(p)
+                    pending.add(pool.submit(send, number, data))
+                    sent += len(data)
+                    del data  # let the buffer go once the thread holds it
+                for fut in pending:
+                    p = fut.result()
+                    parts[p.number] = p
+                    on_part(p)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+        if h.hexdigest() != sha256:
+            self.store.abort_multipart(key, upload_id)
+            raise DumpChanged(f"file changed during upload: SHA-256 {h.hexdigest()} != {sha256}")
+        ordered = [parts[n] for n in range(1, nparts + 1)]
+        created = self.store.complete_multipart(key, upload_id, ordered, if_absent=True)
+        return UploadResult(key, sent, len(reused), already_stored=not created)

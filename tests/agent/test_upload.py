@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import DumpChanged
+from agent.upload import RateLimiter, Uploader
+from ingest import MIN_PART_SIZE, PartInfo
+
+PART = MIN_PART_SIZE
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _file(tmp_path: Path, size: int) -> tuple[int, str, bytes]:
+    data = os.urandom(size)
+    p = tmp_path / "dump"
+    p.write_bytes(data)
+    return os.open(p, os.O_RDONLY), hashlib.sha256(data).hexdigest(), data
+
+
+def test_upload_then_dedupe(store: Any, tmp_path: Path) -> None:
+    fd, sha, data = _file(tmp_path, 2 * PART + 123)
+    seen = bytearray()
+    up = Uploader(store, part_size=PART, concurrency=2)
+    r = up.upload(fd, len(data), f"dumps/{sha}", sha, {"sha256": sha}, on_data=seen.extend)
+    assert (r.sent_bytes, r.reused_parts, r.already_stored) == (len(data), 0, False)
+    assert bytes(seen) == data  # every byte seen once, in order
+    info = store.head(f"dumps/{sha}")
+    assert info.size == len(data) and info.metadata["sha256"] == sha
+    assert store.get_range(f"dumps/{sha}", PART - 2, 4) == data[PART - 2:PART + 2]
+    again = up.upload(fd, len(data), f"dumps/{sha}", sha, {"sha256": sha})
+    assert again.already_stored and again.sent_bytes == 0
+    os.close(fd)
+
+
+def test_interrupted_upload_resumes_with_parts_reused(store: Any, tmp_path: Path) -> None:
+    fd, sha, data = _file(tmp_path, 4 * PART + 999)
+    journal: dict[str, Any] = {"parts": []}
+    up = Uploader(store, part_size=PART, concurrency=1)
+
+    def on_part(p: PartInfo) -> None:
+        journal["parts"].append(p)
+        if len(journal["parts"]) == 2:
+            raise Interrupt  # the agent dies after two acknowledged parts
+
+    def on_start(uid: str, ps: int) -> None:
+        journal.update(upload_id=uid, part_size=ps)
+
+    with pytest.raises(Interrupt):
+        up.upload(fd, len(data), f"dumps/{sha}", sha, {}, on_start=on_start, on_part=on_part)
+    assert store.head(f"dumps/{sha}") is None
+    fresh = Uploader(store, part_size=PART, concurrency=3)
+    r = fresh.upload(fd, len(data), f"dumps/{sha}", sha, {}, upload_id=journal["upload_id"],
+                     part_size=journal["part_size"], done_parts=tuple(journal["parts"]))
+    assert r.reused_parts == 2
+    assert r.sent_bytes == len(data) - 2 * PART
+    assert store.get_range(f"dumps/{sha}", 0, len(data)) == data
+    os.close(fd)
+
+
+def test_journal_disagreeing_with_store_is_not_trusted(store: Any, tmp_path: Path) -> None:
+    fd, sha, data = _file(tmp_path, 2 * PART + 1)
+    up = Uploader(store, part_size=PART, concurrency=1)
+    uid = store.create_multipart(f"dumps/{sha}")
+    real = store.upload_part(f"dumps/{sha}", uid, 1, data[:PART])
+    bogus = PartInfo(number=2, size=PART, etag="0" * 32)  # never uploaded
+    r = up.upload(fd, len(data), f"dumps/{sha}", sha, {}, upload_id=uid, part_size=PART,
+                  done_parts=(real, bogus))
+    assert r.reused_parts == 1
+    assert store.get_range(f"dumps/{sha}", 0, len(data)) == data
+    os.close(fd)
+
+
+def test_changed_file_is_never_published_under_the_old_name(store: Any, tmp_path: Path) -> None:
+    fd, sha, data = _file(tmp_path, PART + 10)
+    with open(tmp_path / "dump", "r+b") as fh:
+        fh.seek(PART + 5)
+        fh.write(b"X")
+    with pytest.raises(DumpChanged):
+        Uploader(store, part_size=PART, concurrency=1).upload(fd, len(data), f"dumps/{sha}",
+                                                              sha, {})
+    assert store.head(f"dumps/{sha}") is None
+    os.close(fd)
+
+
+def test_small_file_single_put(store: Any, tmp_path: Path) -> None:
+    fd, sha, data = _file(tmp_path, 1000)
+    r = Uploader(store, part_size=PART, concurrency=1).upload(fd, 1000, f"d/{sha}", sha, {})
+    assert r.sent_bytes == 1000
+    assert store.get_range(f"d/{sha}", 0, 2000) == data
+    os.close(fd)
+
+
+def test_rate_limiter_spaces_requests() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    rl = RateLimiter(1000.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        rl.take(500)
+    # 2,500 bytes at 1,000 B/s: the fifth request starts 2 s after the first.
+    assert sum(slept) == pytest.approx(2.0)
+    assert RateLimiter(0).take(10**9) is None
