@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["DumpFacts", "FactsReader"]
+__all__ = ["DumpFacts", "FactsReader", "read_facts"]
 
 
 @dataclass(frozen=True)
@@ -24,3 +24,37 @@ class DumpFacts:
 
 
 FactsReader = Callable[[str], DumpFacts]
+
+
+_FORMATS = {"kdump": "kdump-compressed", "kdump-flattened": "flattened", "elf": "elf"}
+
+
+def read_facts(path: str) -> DumpFacts:
+    """Header facts of the dump at ``path`` through the decoder; a file the decoder does not
+    recognise is still shipped, as format ``unknown`` (the analyzer dead-letters it with the
+    reason, and the dump is kept)."""
+    from datetime import UTC, datetime
+
+    from analyzer.errors import AnalyzerError
+    from analyzer.formats import open_dump
+    from analyzer.source import LocalFileSource
+    from analyzer.vmcoreinfo import parse_vmcoreinfo
+
+    try:
+        with LocalFileSource(path) as src:
+            dump = open_dump(src)
+            info = parse_vmcoreinfo(dump.vmcoreinfo_blob) if dump.vmcoreinfo_blob else None
+    except AnalyzerError:
+        return DumpFacts(format="unknown")
+    crash_time = None
+    if info is not None and info.crash_time:
+        crash_time = datetime.fromtimestamp(info.crash_time, UTC).isoformat().replace(
+            "+00:00", "Z")
+    return DumpFacts(
+        format=_FORMATS.get(dump.format, "unknown"),
+        compression=dump.compression,
+        kernel_release=info.osrelease if info else None,
+        build_id=info.build_id if info else None,
+        crash_time=crash_time,
+        index=dump.flat_index.to_bytes() if dump.flat_index is not None else None,
+    )

@@ -319,7 +319,7 @@ class Agent:
         if self.cfg.retention == "keep":
             return
         shipped = [r for r in self.journal.by_state("announced") if not r.removed]
-        shipped.sort(key=lambda r: r.detected_at, reverse=True)
+        shipped.sort(key=lambda r: r.mtime_ns, reverse=True)  # newest written first
         doomed: list[DumpRow] = []
         if self.cfg.retention == "delete":
             doomed = shipped

@@ -31,6 +31,7 @@ __all__ = ["App", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("crashfleet.config_cli", "check the configuration or print its reference"),
     "stack": ("crashfleet.stack_cli", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
+    "agent": ("agent.cli", "watch crash directories; ship finished dumps to S3 and announce them"),
 }
 
 
@@ -125,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (| head): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _configure_logging(args: argparse.Namespace, app: App) -> None:
