@@ -353,7 +353,7 @@ class Stack:
             "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={ports[6]}",
             # Extra listeners with fixed default ports would collide between instances.
             "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=256", "-volume.max=100",
+            "-master.volumeSizeLimitMB=64", "-volume.max=0",
             "-master.telemetry=false",
         ]
         self._spawn("s3", argv, started)
