@@ -8,7 +8,7 @@ u64 in ``user_regs_struct`` order) at byte 112.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from analyzer.errors import CorruptDump
 
@@ -26,8 +26,7 @@ _PR_PID = 32
 _PR_REG = 112
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     """One ELF note: ``name`` (without NUL), ``type``, ``desc`` bytes, ``offset`` of its header
     within the blob's source (file offset)."""
 
@@ -37,12 +36,11 @@ class Note:
     offset: int
 
 
-@dataclass(frozen=True)
-class PrStatus:
-    """A CPU's registers at the crash. ``index`` is the note's order (the kdump CPU index),
+class PrStatus(NamedTuple):
+    """A CPU's registers at the crash. ``number`` is the note's order (the kdump CPU index),
     ``pid`` the task running there (0 for idle), ``regs`` register name -> value (u64)."""
 
-    index: int
+    number: int
     pid: int
     regs: dict[str, int]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from analyzer.errors import CorruptDump
 
@@ -20,10 +21,11 @@ __all__ = ["VmcoreInfo", "parse_vmcoreinfo"]
 MAX_VMCOREINFO_BYTES = 1 << 20
 _KEYED = re.compile(r"^(SYMBOL|SIZE|OFFSET|LENGTH|NUMBER)\((.+)\)$")
 _BUILD_ID = re.compile(r"^[0-9a-f]{40}$")
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+_EMPTY_S: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class VmcoreInfo:
+class VmcoreInfo(NamedTuple):
     """Parsed VMCOREINFO. Addresses are virtual, already relocated (KASLR applied).
 
     ``symbols``: name -> address; ``sizes``: struct -> bytes; ``offsets``: ``struct.member``
@@ -36,13 +38,13 @@ class VmcoreInfo:
     page_size: int | None = None
     kernel_offset: int | None = None
     crash_time: int | None = None
-    symbols: Mapping[str, int] = field(default_factory=dict)
-    sizes: Mapping[str, int] = field(default_factory=dict)
-    offsets: Mapping[str, int] = field(default_factory=dict)
-    lengths: Mapping[str, int] = field(default_factory=dict)
-    numbers: Mapping[str, int] = field(default_factory=dict)
-    configs: Mapping[str, str] = field(default_factory=dict)
-    raw: Mapping[str, str] = field(default_factory=dict)
+    symbols: Mapping[str, int] = _EMPTY
+    sizes: Mapping[str, int] = _EMPTY
+    offsets: Mapping[str, int] = _EMPTY
+    lengths: Mapping[str, int] = _EMPTY
+    numbers: Mapping[str, int] = _EMPTY
+    configs: Mapping[str, str] = _EMPTY_S
+    raw: Mapping[str, str] = _EMPTY_S
 
     def symbol(self, name: str) -> int:
         """``SYMBOL(name)`` or :class:`CorruptDump` naming the missing key."""

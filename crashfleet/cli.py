@@ -26,12 +26,19 @@ if TYPE_CHECKING:
 
 __all__ = ["App", "main"]
 
-# command name -> (module registering it, one-line help). The module is imported only when the
-# command is used or help for all commands is asked for.
+# command name -> ("module[:function]" registering it, default function ``register``; one-line
+# help). The module is imported only when the command is used or its own help is asked for.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("crashfleet.config_cli", "check the configuration or print its reference"),
     "stack": ("crashfleet.stack_cli", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
     "agent": ("agent.cli", "watch crash directories; ship finished dumps to S3 and announce them"),
+    "analyze": ("analyzer.cli", "decode a dump: kernel log, oops, task, taint, modules"),
+    "analyzer": ("analyzer.pipeline.cli:register_analyzer",
+                 "analyze crash-reported events from Kafka (one consumer-group worker)"),
+    "clusters": ("analyzer.pipeline.cli:register_clusters", "list crash clusters from the store"),
+    "crashes": ("analyzer.pipeline.cli:register_crashes", "list the crashes of a cluster"),
+    "run": ("analyzer.pipeline.cli:register_run",
+            "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
 }
 
 
@@ -66,14 +73,17 @@ Handler = Callable[[argparse.Namespace, App], int]
 
 
 def _register(sub: argparse._SubParsersAction, name: str) -> None:
-    module = importlib.import_module(COMMANDS[name][0])
-    module.register(sub)
+    target = COMMANDS[name][0]
+    module_name, _, func = target.partition(":")
+    getattr(importlib.import_module(module_name), func or "register")(sub)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only`` set, just that subcommand is registered (fast path)."""
     parser = argparse.ArgumentParser(
         prog="crashfleet",
+        # Subcommands have options like --log; a global --log-level must not swallow them.
+        allow_abbrev=False,
         description="Collect kernel crash dumps from a fleet and turn them into clustered, "
         "alertable crash signatures.",
     )

@@ -6,7 +6,7 @@ the VMCOREINFO blob, whatever the container.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from analyzer.errors import CorruptDump, UnsupportedDump
 from analyzer.formats.diskdump import SIGNATURES, KdumpFile, KdumpHeader
@@ -35,8 +35,7 @@ def detect(src: ByteSource) -> str:
     raise UnsupportedDump(f"unknown dump format (starts with {head[:16]!r})", offset=0)
 
 
-@dataclass
-class Dump:
+class Dump(NamedTuple):
     """An opened dump. ``format`` is the container (``kdump``, ``kdump-flattened``, ``elf``),
     ``compression`` the page compression, ``notes`` every ELF note, ``vmcoreinfo_blob`` the raw
     VMCOREINFO (None when absent), ``kdump_header`` for kdump containers, ``flat_index`` for

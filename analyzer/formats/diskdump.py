@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from analyzer.compression import decompress_page, method_name
 from analyzer.errors import CorruptDump, PageExcluded, UnsupportedDump
@@ -30,8 +30,7 @@ _PAGE_CACHE = 256
 _UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
 
 
-@dataclass(frozen=True)
-class KdumpHeader:
+class KdumpHeader(NamedTuple):
     """``disk_dump_header`` + ``kdump_sub_header`` fields; sizes in bytes, times in seconds.
 
     ``phys_base`` is the sub-header's value (bogus in QEMU dumps: prefer VMCOREINFO's).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from analyzer.errors import CorruptDump, PageExcluded, UnsupportedDump
 from analyzer.source import ByteSource, read_exact
@@ -30,8 +30,7 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == b"\x7fELF"
 
 
-@dataclass(frozen=True)
-class Load:
+class Load(NamedTuple):
     """One PT_LOAD: physical start ``paddr``, ``memsz``/``filesz`` in bytes, file ``offset``,
     virtual start ``vaddr``."""
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from analyzer.errors import CorruptDump
 from analyzer.source import ByteSource, read_exact
 
-__all__ = ["FLAT_HEADER_SIZE", "FlatIndex", "FlatIndexBuilder", "FlattenedSource",
+__all__ = ["FLAT_HEADER_SIZE", "INDEX_SUFFIX", "FlatIndex", "FlatIndexBuilder", "FlattenedSource",
            "build_index", "is_flattened", "scan_prefix"]
 
 FLAT_SIGNATURE = b"makedumpfile"
+#: Where a stored index lives: beside the dump, at the dump's key or path plus this suffix.
+INDEX_SUFFIX = ".flatindex"
 FLAT_HEADER_SIZE = 4096
 _REC = struct.Struct(">qq")
 _INDEX_MAGIC = b"CFFLATI1"
@@ -39,8 +41,7 @@ def is_flattened(head: bytes) -> bool:
             and struct.unpack_from(">q", head, 16)[0] == 1)
 
 
-@dataclass(frozen=True)
-class FlatIndex:
+class FlatIndex(NamedTuple):
     """Where each byte of the reassembled dump lives in the flattened file.
 
     ``segments`` are disjoint ``(logical offset, length, file offset)`` triples sorted by

@@ -1,0 +1,234 @@
+"""Decode benchmark: ``python -m bench.decode.run [--crash N] [--write-docs]``.
+
+For each real fixture (committed ones, plus the generated corpus with ``--corpus``) it measures,
+in the same run, wall time and peak RSS of:
+
+- ``decode``: crashfleet's log + oops decode timed in-process (imports excluded);
+- ``cli``: the whole ``crashfleet analyze --log DUMP`` command;
+- ``makedumpfile --dump-dmesg`` (kdump and ELF dumps; it cannot read flattened input);
+- ``crash`` (``log``) and drgn (``get_dmesg``), which load the debug vmlinux, on the first
+  ``--crash`` cases only (they take seconds each).
+
+Peak RSS comes from ``wait4`` of each child. Results go to stdout as a Markdown table and, with
+``--write-docs``, into the "Decode" section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
+TOOLS = CACHE / "tools" / "bin"
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+
+def _wall(cmd: list[str], stdin: bytes | None) -> tuple[float, int]:
+    with tempfile.TemporaryFile() as fin:
+        fin.write(stdin or b"")
+        fin.seek(0)
+        t = time.perf_counter()
+        res = subprocess.run(cmd, stdin=fin, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t, res.returncode
+
+
+def _rss(cmd: list[str], stdin: bytes | None) -> int:
+    """Peak RSS in KiB from GNU time (``%M``): ``wait4`` from Python would report the
+    interpreter's own pages for a child started by vfork/posix_spawn."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rss"
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(out), *cmd], input=stdin,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        text = out.read_text().strip().splitlines() if out.exists() else []
+    return int(text[-1]) if text and text[-1].isdigit() else 0
+
+
+def _run(cmd: list[str], stdin: bytes | None = None) -> tuple[float, int, int]:
+    """Wall seconds (a plain run), peak RSS KiB (a run under GNU time), exit status."""
+    wall, rc = _wall(cmd, stdin)
+    return wall, _rss(cmd, stdin), rc
+
+
+def _best(cmd: list[str], repeat: int, stdin: bytes | None = None) -> tuple[float, int, int]:
+    runs = [_wall(cmd, stdin) for _ in range(repeat)]
+    return min(r[0] for r in runs), _rss(cmd, stdin), runs[-1][1]
+
+
+def _cases(corpus: bool) -> list[tuple[str, Path, dict]]:
+    roots = [ROOT / "tests" / "fixtures" / "dumps"] + ([CACHE / "fixtures"] if corpus else [])
+    out = {}
+    for root in roots:
+        for m in sorted(root.glob("*/manifest.json")):
+            man = json.loads(m.read_text())
+            dump = m.parent / man["dump"]
+            if not dump.exists():  # committed oracles, dump kept in the generated corpus
+                dump = CACHE / "fixtures" / m.parent.name / man["dump"]
+            size = man.get("files", {}).get(man["dump"], {}).get("size")
+            if dump.exists() and m.parent.name not in out and (
+                    size is None or size == dump.stat().st_size):
+                out[m.parent.name] = (m.parent.name, dump, man)
+    return list(out.values())
+
+
+def _cli_cmd(dump: Path) -> list[str]:
+    probe = subprocess.run([str(ROOT / ".venv" / "bin" / "crashfleet"), "analyze", "--log",
+                            str(dump)], capture_output=True)
+    if probe.returncode == 0:
+        return [str(ROOT / ".venv" / "bin" / "crashfleet"), "analyze", "--log", str(dump)]
+    # crashfleet's top-level parser abbreviates --log to --log-level/--log-format (ambiguous)
+    # until it is built with allow_abbrev=False; the same handler, without the shell:
+    return [PY, "-m", "analyzer.cli", str(dump), "--log"]
+
+
+def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
+    row: dict = {"case": case, "format": man.get("format"), "size": dump.stat().st_size}
+    res = subprocess.run([PY, "-m", "bench.decode.inproc", str(dump)], capture_output=True,
+                         cwd=ROOT, check=True)
+    inproc = json.loads(res.stdout)
+    row["decode_s"], row["decode_rss"] = inproc["decode_s"], inproc["maxrss_kib"]
+    cli = _cli_cmd(dump)
+    row["cli_s"], row["cli_rss"], _ = _best(cli, repeat)
+    row["cli_cmd"] = " ".join(Path(c).name if "/" in c else c for c in cli[:-2]) \
+        if cli[1] == "-m" else "crashfleet analyze --log"
+    mkd = TOOLS / "makedumpfile"
+    if mkd.exists() and man.get("format") in ("kdump", "elf"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "dmesg"
+            times, rss, rc = [], 0, 0
+            for _ in range(repeat):
+                out.unlink(missing_ok=True)
+                w, r, rc = _run([str(mkd), "--dump-dmesg", str(dump), str(out)])
+                times.append(w)
+                rss = max(rss, r)
+                out.unlink(missing_ok=True)
+            if rc == 0:
+                row["mkd_s"], row["mkd_rss"] = min(times), rss
+            else:
+                row["mkd_failed"] = rc
+    rel = man.get("kernel_release", "")
+    vmlinux = (CACHE / "kernels" / rel / "vmlinux")
+    if heavy and vmlinux.exists():
+        crash = TOOLS / "crash"
+        if crash.exists():
+            row["crash_s"], row["crash_rss"], _ = _best(
+                [str(crash), "-s", str(vmlinux.resolve()), str(dump)], 1, b"log\nquit\n")
+        drgn = TOOLS / "drgn"
+        if drgn.exists():
+            script = ("import sys\nfrom drgn.helpers.linux.printk import get_dmesg\n"
+                      "sys.stdout.buffer.write(get_dmesg(prog))")
+            row["drgn_s"], row["drgn_rss"], _ = _best(
+                [str(drgn), "-q", "-c", str(dump), "-s", str(vmlinux.resolve()), "-e", script], 1)
+    return row
+
+
+def _ms(s: float | None) -> str:
+    return "n/a" if s is None else f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _mb(k: int | None) -> str:
+    return "n/a" if not k else f"{k / 1024:.0f} MB"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.1f}x"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| case | format | decode (log+oops, in-process) | `analyze --log` | makedumpfile "
+            "--dump-dmesg | crash `log` | drgn | decode / mkd | cli / mkd | crash / cli | "
+            "drgn / cli |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['format']} | {_ms(r['decode_s'])}, {_mb(r['decode_rss'])} | "
+            f"{_ms(r['cli_s'])}, {_mb(r['cli_rss'])} | "
+            f"{_ms(r.get('mkd_s'))}, {_mb(r.get('mkd_rss'))} | "
+            f"{_ms(r.get('crash_s'))}, {_mb(r.get('crash_rss'))} | "
+            f"{_ms(r.get('drgn_s'))}, {_mb(r.get('drgn_rss'))} | "
+            f"{_ratio(r['decode_s'], r.get('mkd_s'))} | {_ratio(r['cli_s'], r.get('mkd_s'))} | "
+            f"{_ratio(r.get('crash_s'), r['cli_s'])} | {_ratio(r.get('drgn_s'), r['cli_s'])} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def summary(rows: list[dict]) -> str:
+    """Medians of the per-dump ratios, each over the dumps where both tools ran."""
+
+    def med_ratio(a: str, b: str) -> str:
+        vals = [r[a] / r[b] for r in rows if r.get(a) and r.get(b)]
+        return f"{statistics.median(vals):.1f}x over {len(vals)}" if vals else "n/a"
+
+    def med(key: str) -> float | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    rss = max((r["decode_rss"] for r in rows), default=0)
+    crss = max((r["cli_rss"] for r in rows), default=0)
+    return (
+        f"Median times: decode {_ms(med('decode_s'))}, `analyze --log` {_ms(med('cli_s'))}, "
+        f"makedumpfile {_ms(med('mkd_s'))}, crash `log` {_ms(med('crash_s'))}, drgn "
+        f"{_ms(med('drgn_s'))}. Median ratios: decode / makedumpfile "
+        f"{med_ratio('decode_s', 'mkd_s')}; `analyze --log` / makedumpfile "
+        f"{med_ratio('cli_s', 'mkd_s')}; crash / `analyze --log` {med_ratio('crash_s', 'cli_s')}"
+        f"; drgn / `analyze --log` {med_ratio('drgn_s', 'cli_s')}. Peak RSS: decode process "
+        f"{_mb(rss)}, CLI {_mb(crss)} (makedumpfile ~3 MB, crash ~380 MB, drgn ~230 MB).\n")
+
+
+def write_docs(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = "## Decode\n\n" + text
+    if "## Decode\n" in doc:
+        doc = re.sub(r"## Decode\n.*?(?=\n## |\Z)", lambda _m: section.rstrip("\n") + "\n",
+                     doc, flags=re.S)
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section
+    path.write_text(doc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", action="store_true", help="include the generated corpus")
+    p.add_argument("--crash", type=int, default=2, help="cases to run crash and drgn on")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--limit", type=int, default=0, help="at most this many cases")
+    p.add_argument("--write-docs", action="store_true")
+    args = p.parse_args()
+    cases = _cases(args.corpus)
+    if args.limit:
+        cases = cases[: args.limit]
+    if not cases:
+        sys.exit("no fixtures found")
+    rows = []
+    for case, dump, man in cases:
+        try:
+            rows.append(measure(case, dump, man, args.repeat, heavy=len(rows) < args.crash))
+        except (OSError, subprocess.CalledProcessError) as exc:  # corpus regenerated meanwhile
+            print(f"skipped {case}: {exc}", file=sys.stderr)
+            continue
+        print(f"measured {case}", file=sys.stderr)
+    machine = f"{os.cpu_count()} CPUs, {os.uname().release}"
+    text = (
+        f"Measured by `python -m bench.decode.run` on {time.strftime('%Y-%m-%d')} ({machine}). "
+        "Times are the best of several runs (crash and drgn: one run, they load the whole "
+        "debug vmlinux); RSS is each process's peak. `decode` is the log + oops decode timed "
+        "inside one process after imports; `analyze --log` is the whole command including the "
+        "Python interpreter's start-up. makedumpfile cannot read flattened input (it needs "
+        "`makedumpfile -R` first) and fails on QEMU's ELF layout (program headers after a "
+        "section header): those cells are n/a.\n\n" + summary(rows) + "\n" + table(rows))
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+
+
+if __name__ == "__main__":
+    main()

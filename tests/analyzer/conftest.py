@@ -1,0 +1,90 @@
+"""Real-dump fixtures for the decoder tests.
+
+Committed samples live in ``tests/fixtures/dumps/<case>/`` (manifest + oracles from
+``makedumpfile --dump-dmesg``, ``crash`` and drgn, and the dump itself when it is small enough;
+otherwise the dump is read from the generated corpus, and the case is skipped when that is
+absent). With ``CRASHFLEET_TEST_CORPUS=1`` every case of the corpus under
+``$CRASHFLEET_CACHE/fixtures`` is used too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "tests" / "fixtures" / "dumps"
+CORPUS = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet")) / \
+    "fixtures"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    dir: Path
+    manifest: dict
+
+    @property
+    def dump(self) -> Path:
+        """The dump: in the case directory, else (dumps too big for the repository) in the
+        generated corpus, where the oracles were made from the same file."""
+        here = self.dir / self.manifest["dump"]
+        if here.exists():
+            return here
+        return CORPUS / self.name / self.manifest["dump"]
+
+    def usable(self) -> bool:
+        """The dump exists and is the one the oracles were made from (same size as recorded;
+        a regenerated corpus holds a different boot)."""
+        try:
+            size = self.dump.stat().st_size
+        except OSError:
+            return False
+        want = self.manifest.get("files", {}).get(self.manifest["dump"], {}).get("size")
+        return want is None or want == size
+
+    def oracle(self, key: str) -> str | None:
+        name = self.manifest.get("oracles", {}).get(key)
+        if not name or not (self.dir / name).exists():
+            return None
+        return (self.dir / name).read_text(errors="replace")
+
+    def oracle_bytes(self, key: str) -> bytes | None:
+        name = self.manifest.get("oracles", {}).get(key)
+        if not name or not (self.dir / name).exists():
+            return None
+        return (self.dir / name).read_bytes()
+
+
+def _cases() -> list[Case]:
+    roots = [COMMITTED]
+    if os.environ.get("CRASHFLEET_TEST_CORPUS") == "1":
+        roots.append(CORPUS)
+    seen: dict[str, Case] = {}
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for m in sorted(root.glob("*/manifest.json")):
+            try:
+                manifest = json.loads(m.read_text())
+            except (OSError, ValueError):
+                continue
+            case = Case(m.parent.name, m.parent, manifest)
+            if case.name not in seen and case.usable():
+                seen[case.name] = case
+    return list(seen.values())
+
+
+CASES = _cases()
+
+
+def real_cases(**match: str) -> list[object]:
+    """Cases as pytest params (ids = case names); a skip param when there are none."""
+    chosen = [c for c in CASES if all(c.manifest.get(k) == v for k, v in match.items())]
+    if not chosen:
+        return [pytest.param(None, marks=pytest.mark.skip(reason="no real dump fixtures"))]
+    return [pytest.param(c, id=c.name) for c in chosen]
