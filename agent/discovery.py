@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Candidate", "Refusal", "is_open_for_writing", "scan"]
+__all__ = ["Candidate", "Refusal", "is_open_for_writing", "scan", "scan_spool"]
 
 _DEBIAN_DIR = re.compile(r"^(?:(?P<host>.+)-)?(?P<stamp>\d{12})$")
 _DEBIAN_DUMP = re.compile(r"^(?:dump|vmcore)\.(?P<stamp>\d{12})(?:\.(?:gz|xz|zst|bz2|lz4))?$")
@@ -47,9 +47,10 @@ class Candidate:
     """
 
     path: str
-    layout: str  # "debian-kdump-tools", "rhel-kdump" or "plain"
+    layout: str  # "debian-kdump-tools", "rhel-kdump", "plain" or "spool"
     dmesg_path: str | None
     crash_time_hint: str | None
+    host: str | None = None  # spool only: the host a dump is filed under
 
 
 @dataclass(frozen=True)
@@ -204,3 +205,30 @@ def _proc_writers(path: str) -> bool:
             if int(flags, 8) & (os.O_WRONLY | os.O_RDWR):
                 return True
     return False
+
+
+_SPOOL_SKIP = re.compile(r"(\.(txt|json|log|tmp|part)$)|incomplete|^\.")
+
+
+def scan_spool(root: str | Path) -> tuple[list[Candidate], list[Refusal]]:
+    """The embedded pipeline's spool: every regular file directly in ``root`` or in a
+    per-host subdirectory ``root/<host>/`` is a dump (names ending in .txt, .json, .log,
+    .tmp, .part, hidden files and anything named incomplete are not). No links followed."""
+    root = str(root)
+    found: list[Candidate] = []
+    refused: list[Refusal] = []
+    if not os.path.isdir(root) or os.path.islink(root):
+        return found, refused
+    for entry in _entries(root):
+        if entry.is_symlink():
+            refused.append(Refusal(entry.path, "symbolic link"))
+        elif entry.is_file(follow_symlinks=False):
+            if not _SPOOL_SKIP.search(entry.name):
+                found.append(Candidate(entry.path, "spool", None, None))
+        elif entry.is_dir(follow_symlinks=False):
+            for sub in _entries(entry.path):
+                if sub.is_symlink():
+                    refused.append(Refusal(sub.path, "symbolic link"))
+                elif sub.is_file(follow_symlinks=False) and not _SPOOL_SKIP.search(sub.name):
+                    found.append(Candidate(sub.path, "spool", None, None, host=entry.name))
+    return found, refused

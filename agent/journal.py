@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS dumps (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    layout TEXT NOT NULL, dmesg_path TEXT, crash_time_hint TEXT,
+    layout TEXT NOT NULL, dmesg_path TEXT, crash_time_hint TEXT, host TEXT,
     state TEXT NOT NULL,
     sha256 TEXT, key TEXT, upload_id TEXT, part_size INTEGER, parts TEXT NOT NULL DEFAULT '[]',
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0,
@@ -55,6 +55,7 @@ class DumpRow:
     layout: str
     dmesg_path: str | None
     crash_time_hint: str | None
+    host: str | None
     state: State
     sha256: str | None
     key: str | None
@@ -85,7 +86,7 @@ def _row(r: sqlite3.Row) -> DumpRow:
     return DumpRow(
         id=r["id"], path=r["path"], dev=r["dev"], ino=r["ino"], size=r["size"],
         mtime_ns=r["mtime_ns"], layout=r["layout"], dmesg_path=r["dmesg_path"],
-        crash_time_hint=r["crash_time_hint"], state=r["state"], sha256=r["sha256"],
+        crash_time_hint=r["crash_time_hint"], host=r["host"], state=r["state"], sha256=r["sha256"],
         key=r["key"], upload_id=r["upload_id"], part_size=r["part_size"], parts=parts,
         attempts=r["attempts"], next_attempt=r["next_attempt"], last_error=r["last_error"],
         detected_at=r["detected_at"], shipped_at=r["shipped_at"], removed=bool(r["removed"]),
@@ -134,15 +135,16 @@ class Journal:
         return _row(r)
 
     def add(self, path: str, dev: int, ino: int, size: int, mtime_ns: int, layout: str,
-            dmesg_path: str | None = None, crash_time_hint: str | None = None
-            ) -> tuple[DumpRow, bool]:
+            dmesg_path: str | None = None, crash_time_hint: str | None = None,
+            host: str | None = None) -> tuple[DumpRow, bool]:
         """Record a detected dump (once); returns its row and whether it was new."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO dumps (path, dev, ino, size, mtime_ns, layout, dmesg_path, "
-                "crash_time_hint, state, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, dev, ino, size, mtime_ns, layout, dmesg_path, crash_time_hint, "pending",
-                 time.time()),
+                "crash_time_hint, host, state, detected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, dev, ino, size, mtime_ns, layout, dmesg_path, crash_time_hint, host,
+                 "pending", time.time()),
             )
             new = cur.rowcount == 1
         found = self.find(path, dev, ino, size, mtime_ns)

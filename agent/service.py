@@ -8,6 +8,7 @@ acknowledged are announced, and announced dumps are never shipped again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import stat
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from agent.discovery import Candidate, is_open_for_writing, scan
+from agent.discovery import Candidate, is_open_for_writing, scan, scan_spool
 from agent.errors import DumpChanged, DumpRefused, PermanentAgentError
 from agent.facts import DumpFacts, FactsReader
 from agent.inotify import Inotify
@@ -59,6 +60,7 @@ class AgentConfig:
     topic: str = "crash-reported"
     agent_version: str = "0"
     metrics_textfile: str = ""
+    spool: bool = False  # embedded pipeline: watch_dirs are spools (any file, per-host dirs)
 
 
 def _iso(ts: float) -> str:
@@ -107,7 +109,11 @@ class Agent:
         now = self.clock()
         self._recheck_at = float("inf")
         for root in self.cfg.watch_dirs:
-            candidates, refusals = scan(root, require_root_owner=self.cfg.require_root_owner)
+            if self.cfg.spool:
+                candidates, refusals = scan_spool(root)
+            else:
+                candidates, refusals = scan(root,
+                                            require_root_owner=self.cfg.require_root_owner)
             for r in refusals:
                 self._refuse(r.path, r.reason)
             for c in candidates:
@@ -144,8 +150,8 @@ class Agent:
         finally:
             os.close(fd)
         _row, is_new = self.journal.add(c.path, st.st_dev, st.st_ino, st.st_size,
-                                       st.st_mtime_ns, c.layout, c.dmesg_path,
-                                       c.crash_time_hint)
+                                        st.st_mtime_ns, c.layout, c.dmesg_path,
+                                        c.crash_time_hint, host=c.host)
         if is_new:
             self.metrics.detected.inc()
             log.info("dump.detected", path=c.path, layout=c.layout, size=st.st_size)
@@ -243,8 +249,12 @@ class Agent:
         if dmesg is not None:
             dmesg_key = base + ".dmesg"
             self.store.put(dmesg_key, dmesg, {"sha256": sha})
+        identity = self.identity
+        if row.host:  # a spool's per-host directory stands for another machine
+            machine_id = hashlib.sha256(row.host.encode()).hexdigest()[:32]
+            identity = HostIdentity(hostname=row.host, machine_id=machine_id, boot_id="")
         event = CrashReported(
-            event_id=crash_event_id(sha), schema_version=SCHEMA_VERSION, host=self.identity,
+            event_id=crash_event_id(sha), schema_version=SCHEMA_VERSION, host=identity,
             dump=DumpRef(sha256=sha, size=row.size, format=facts.format,  # type: ignore[arg-type]
                          content=self.cfg.content,  # type: ignore[arg-type]
                          key=key, dmesg_key=dmesg_key, index_key=index_key,
@@ -255,7 +265,7 @@ class Agent:
             build_id=facts.build_id, crash_time=facts.crash_time or row.crash_time_hint,
         )
         self.journal.mark_uploaded(row.id, event.event_id, self.cfg.topic,
-                                   self.identity.machine_id.encode() or None, event.to_bytes())
+                                   identity.machine_id.encode() or None, event.to_bytes())
 
     def _dmesg_bytes(self, row: DumpRow, facts: DumpFacts) -> bytes | None:
         if row.dmesg_path:

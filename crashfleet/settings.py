@@ -25,11 +25,13 @@ from crashfleet.errors import ConfigError
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "AgentSettings",
+    "AnalyzerSettings",
     "KafkaSettings",
     "LogSettings",
     "S3Settings",
     "Settings",
     "StoreSettings",
+    "SymbolsSettings",
     "describe",
     "env_name",
     "load_settings",
@@ -172,6 +174,74 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class SymbolsSettings:
+    """The symbol cache: kernel debug symbols by build-id, digested into shared packs."""
+
+    cache_dir: str = setting(
+        "/var/cache/crashfleet/symbols", "Directory of the local pack tier and downloads."
+    )
+    disk_cap_mib: int = setting(
+        4096, "Most MiB of packs kept in cache_dir (least recently used evicted).", minimum=1
+    )
+    memory_packs: int = setting(8, "Packs kept decoded in each process.", minimum=1)
+    shared: Literal["none", "s3"] = setting(
+        "none", "Shared pack tier: none, or the [s3] bucket (packs/<build-id>)."
+    )
+    sources: tuple[str, ...] = setting(
+        ("debuginfod", "dir", "deb"),
+        "Sources tried in order when no tier has a pack: debuginfod, dir, deb.",
+    )
+    debuginfod_urls: tuple[str, ...] = setting(
+        (), "debuginfod server URLs; empty: the DEBUGINFOD_URLS environment variable."
+    )
+    debuginfod_timeout_s: float = setting(
+        30.0, "Seconds to wait for a debuginfod server to connect or send data.", minimum=0.1
+    )
+    debug_dirs: tuple[str, ...] = setting(
+        ("/usr/lib/debug",), "Debug-info trees (Debian, Fedora and .build-id layouts)."
+    )
+    deb_dirs: tuple[str, ...] = setting(
+        (), "Directories of linux-image-*-dbg .deb/.ddeb packages to import from."
+    )
+    lease_ttl_s: float = setting(
+        300.0, "Seconds a build lease is valid; a crashed builder's lease expires.", minimum=1.0
+    )
+    wait_timeout_s: float = setting(
+        600.0, "Seconds to wait for another process's build before giving up.", minimum=1.0
+    )
+    failure_ttl_s: float = setting(
+        300.0, "Seconds a build-id that no source has is remembered in the shared tier.",
+        minimum=0.0,
+    )
+
+
+@dataclass(frozen=True)
+class AnalyzerSettings:
+    """The analyzer service: consumer group, retries, reports and metrics."""
+
+    group_id: str = setting("crashfleet-analyzer", "Kafka consumer group of the analyzers.")
+    session_timeout_s: float = setting(
+        10.0, "Consumer group session timeout: a dead worker's partitions move after this.",
+        minimum=1.0,
+    )
+    max_attempts: int = setting(
+        3, "Attempts for a retryable failure (S3 or symbols unreachable) before dead-lettering.",
+        minimum=1,
+    )
+    retry_backoff_s: float = setting(2.0, "First delay between attempts (doubles).",
+                                     minimum=0.0)
+    report_suffix: str = setting(".report.json", "Reports are stored at <dump key><suffix>.")
+    block_cache_mib: int = setting(
+        16, "Memory for cached dump blocks per worker (ranged reads from S3).", minimum=1
+    )
+    metrics_port: int = setting(9464, "Port of the analyzer's /metrics endpoint; 0 for none.",
+                                minimum=0)
+    top_clusters: int = setting(
+        20, "Clusters exported by name in metrics; the rest are summed as 'other'.", minimum=1
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section per field."""
 
@@ -180,6 +250,8 @@ class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     store: StoreSettings = field(default_factory=StoreSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    analyzer: AnalyzerSettings = field(default_factory=AnalyzerSettings)
+    symbols: SymbolsSettings = field(default_factory=SymbolsSettings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -273,6 +273,14 @@ class EmbeddedConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
+    def lag(self) -> int | None:
+        db = self._log._db()
+        total = 0
+        for tp in self._assigned:
+            (nxt,) = db.execute(_NEXT_OFFSET, (tp.topic, tp.partition)).fetchone()
+            total += max(0, int(nxt) - self._positions.get(tp, 0))
+        return total
+
     def close(self) -> None:
         if self._closed:
             return

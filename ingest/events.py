@@ -17,6 +17,7 @@ from ingest.schema import SchemaError, decode, encode
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CrashAnalyzed",
     "CrashReported",
     "DumpRef",
     "HostIdentity",
@@ -75,6 +76,36 @@ class CrashReported:
     build_id: str | None = None
     crash_time: str | None = None
     type: Literal["crash-reported"] = "crash-reported"
+
+    def to_bytes(self) -> bytes:
+        return encode(self)
+
+
+@dataclass(frozen=True)
+class CrashAnalyzed:
+    """A reported crash was analyzed and stored (analyzers -> anyone downstream).
+
+    ``event_id`` is the crash-reported event's id; ``new_*`` say what the fleet had not seen
+    before this crash (a new signature, cluster, taint letter or combination)."""
+
+    event_id: str
+    schema_version: int
+    host: HostIdentity
+    kernel_release: str | None
+    signature_id: str
+    signature: str
+    cluster_id: str
+    panic_class: str
+    taint: str
+    findings: tuple[str, ...]
+    report_key: str | None
+    analyzed_at: str
+    partial: bool
+    new_signature: bool
+    new_cluster: bool
+    new_taint_set: bool
+    new_taint_letters: tuple[str, ...]
+    type: Literal["crash-analyzed"] = "crash-analyzed"
 
     def to_bytes(self) -> bytes:
         return encode(self)

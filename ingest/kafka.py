@@ -181,5 +181,17 @@ class KafkaConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def lag(self) -> int | None:
+        # The high watermark as last reported by fetches (Tansu under-reports it after
+        # batched produces, so this is a lower bound there).
+        total, known = 0, False
+        for tp in self._consumer.assignment():
+            hw = self._consumer.highwater(tp)
+            if hw is None:
+                continue
+            known = True
+            total += max(0, hw - self._consumer.position(tp))
+        return total if known else None
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)

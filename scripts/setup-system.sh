@@ -6,7 +6,8 @@ set -euo pipefail
 need=()
 # liblzo2-dev: python-lzo (LZO-compressed dump pages) builds against it.
 # postgresql: initdb/pg_ctl for a throwaway server when none answers on 127.0.0.1:5432.
-for pkg in liblzo2-dev gcc postgresql; do
+# debuginfod, libarchive-tools (bsdtar, to index .deb files), binutils (nm): symbol-cache tests.
+for pkg in liblzo2-dev gcc postgresql debuginfod libarchive-tools binutils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # python3-dev headers come with the interpreter in most installs; check the header itself.

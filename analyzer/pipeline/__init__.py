@@ -1,0 +1,1 @@
+"""The analyzer service: worker, consumer loop, metrics, the embedded pipeline."""

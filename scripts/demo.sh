@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make demo: the embedded pipeline on the committed real sample dumps.
+# Builds a spool with one dump per crashed guest boot, filed under a per-host directory
+# (each boot stands for one host), runs 'crashfleet run' on it, prints the cluster table and
+# keeps /metrics up until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE="${CRASHFLEET_CACHE:-$HOME/.cache/crashfleet}"
+DEMO="$CACHE/demo"
+PORT="${CRASHFLEET_DEMO_METRICS_PORT:-9464}"
+rm -rf "$DEMO"
+mkdir -p "$DEMO/spool"
+.venv/bin/python - "$DEMO/spool" <<'PY'
+import json, pathlib, shutil, sys
+spool = pathlib.Path(sys.argv[1])
+seen = set()
+for manifest in sorted(pathlib.Path("tests/fixtures/dumps").glob("*/manifest.json")):
+    m = json.loads(manifest.read_text())
+    dump = manifest.parent / m["dump"]
+    if m["boot"] in seen or not dump.is_file():
+        continue
+    seen.add(m["boot"])
+    host = spool / f"host-{m['boot']}"
+    host.mkdir()
+    shutil.copy(dump, host / f"{m['case']}.dump")
+print(f"demo: {len(seen)} crashed hosts in {spool}", file=sys.stderr)
+PY
+echo "demo: metrics at http://127.0.0.1:$PORT/metrics (Ctrl-C to stop)" >&2
+exec .venv/bin/crashfleet --log-level warning run --spool "$DEMO/spool" --data "$DEMO/data" \
+  --metrics-port "$PORT"
