@@ -1,0 +1,172 @@
+"""bench/agent: the agent's upload throughput and memory beside boto3's upload_file, in one run.
+
+    python -m bench.agent.run [--size-mib 2048] [--write-docs]
+
+Starts its own SeaweedFS (S3) and Tansu (Kafka) on loopback, writes a dump-sized file, then
+uploads it (1) with ``crashfleet agent --once`` and (2) with boto3's ``upload_file`` (its
+default TransferConfig: 8 MiB parts, 10 threads), each in a fresh process whose peak RSS is
+taken from the kernel (``ru_maxrss`` of the waited child). Also measures detection latency:
+from the rename of ``dump-incomplete`` to ``dump.<STAMP>`` to the agent's ``dump.detected``
+log line, with the agent running as a service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from crashfleet.stack import Stack
+
+MIB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write_file(path: Path, size: int) -> None:
+    block = os.urandom(64 * MIB)
+    with path.open("wb") as fh:
+        written = 0
+        i = 0
+        while written < size:
+            chunk = (i.to_bytes(8, "big") + block)[: min(64 * MIB, size - written)]
+            fh.write(chunk)
+            written += len(chunk)
+            i += 1
+
+
+_BOTO = """
+import sys, boto3, resource, time
+from boto3.s3.transfer import TransferConfig
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
+t0 = time.monotonic()
+s3.upload_file(sys.argv[2], sys.argv[3], "boto3/" + sys.argv[4], Config=TransferConfig())
+print(time.monotonic() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+_AGENT = """
+import resource, sys, time
+from crashfleet.cli import main
+t0 = time.monotonic()
+rc = main(sys.argv[1:])
+print(time.monotonic() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(rc)
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size-mib", type=int, default=2048)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    size = args.size_mib * MIB
+    with tempfile.TemporaryDirectory(prefix="cf-bench-agent-") as tmp_s:
+        tmp = Path(tmp_s)
+        stack = Stack(tmp / "stack", services=("kafka", "s3"))
+        info = stack.up()
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHFLEET_")}
+            env.setdefault("AWS_ACCESS_KEY_ID", "bench")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+            env.update({
+                "CRASHFLEET_KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap,
+                "CRASHFLEET_S3_ENDPOINT_URL": info.s3_endpoint,
+                "CRASHFLEET_S3_BUCKET": "bench",
+                "CRASHFLEET_S3_ADDRESSING_STYLE": "path",
+                "CRASHFLEET_AGENT_WATCH_DIRS": str(tmp / "crash"),
+                "CRASHFLEET_AGENT_STATE_DIR": str(tmp / "state"),
+                "CRASHFLEET_AGENT_STABLE_FOR_S": "0",
+                "CRASHFLEET_LOG_FORMAT": "json",
+            })
+            import boto3
+
+            boto3.client("s3", endpoint_url=info.s3_endpoint, region_name="us-east-1",
+                         aws_access_key_id="bench", aws_secret_access_key="bench"
+                         ).create_bucket(Bucket="bench")
+            d = tmp / "crash" / "202611251200"
+            d.mkdir(parents=True)
+            dump = d / "dump.202611251200"
+            _write_file(dump, size)
+
+            out = subprocess.run([sys.executable, "-c", _BOTO, info.s3_endpoint, str(dump),
+                                  "bench", "x"], env=env, capture_output=True, text=True,
+                                 check=True, timeout=3600).stdout.split()
+            boto_s, boto_rss = float(out[0]), int(out[1])
+            proc = subprocess.run([sys.executable, "-c", _AGENT, "agent", "--once"], env=env,
+                                  capture_output=True, text=True, timeout=3600)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-3000:])
+            agent_total_s, agent_rss = (float(v) for v in proc.stdout.split()[-2:])
+            up = next(json.loads(ln) for ln in proc.stderr.splitlines()
+                  if '"dump.uploaded"' in ln)
+            agent_s = float(up["seconds"])  # upload alone (the SHA-256 pass comes before)
+
+            latency = _detection_latency(tmp, env)
+        finally:
+            stack.down()
+    mibs = size / MIB
+    rows = [
+        ("boto3 upload_file (8 MiB x 10 threads)", boto_s, mibs / boto_s, boto_rss / 1024),
+        ("crashfleet agent: upload", agent_s, mibs / agent_s, agent_rss / 1024),
+        ("crashfleet agent --once: whole run (hash + upload + event)", agent_total_s,
+         mibs / agent_total_s, agent_rss / 1024),
+    ]
+    lines = [f"Dump of {args.size_mib} MiB to SeaweedFS on loopback, 2 cores; one run.", "",
+             "| uploader | seconds | MiB/s | peak RSS MiB |", "| --- | --- | --- | --- |"]
+    lines += [f"| {n} | {s:.1f} | {r:.0f} | {m:.0f} |" for n, s, r, m in rows]
+    lines += ["", f"Throughput ratio agent/boto3: {boto_s / agent_s:.2f} (target at least 0.9); "
+              f"agent peak RSS {agent_rss / 1024:.0f} MiB (target at most 80).",
+              f"Detection latency, rename to dump.detected: {latency * 1000:.0f} ms "
+              "(inotify wake-up)."]
+    text = "\n".join(lines)
+    print(text)
+    if args.write_docs:
+        _write_section("Agent", "python -m bench.agent.run --write-docs", text)
+    return 0
+
+
+def _detection_latency(tmp: Path, env: dict[str, str]) -> float:
+    root = tmp / "crash2"
+    (root / "202611251300").mkdir(parents=True)
+    env = {**env, "CRASHFLEET_AGENT_WATCH_DIRS": str(root),
+           "CRASHFLEET_AGENT_STATE_DIR": str(tmp / "state2")}
+    proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "agent"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # started and idle
+        inc = root / "202611251300" / "dump-incomplete"
+        inc.write_bytes(os.urandom(MIB))
+        t0 = time.time()
+        os.rename(inc, root / "202611251300" / "dump.202611251300")
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"dump.detected"' in line:
+                ts = json.loads(line)["timestamp"]
+                from datetime import datetime
+
+                return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() - t0
+        raise SystemExit("agent never reported the dump")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _write_section(name: str, command: str, body: str) -> None:
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    start = f"<!-- bench:{name.lower()} -->"
+    end = f"<!-- /bench:{name.lower()} -->"
+    section = f"{start}\n## {name}\n\n`{command}`\n\n{body}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
