@@ -11,50 +11,61 @@ __all__ = ["DumpFacts", "FactsReader", "read_facts"]
 
 @dataclass(frozen=True)
 class DumpFacts:
-    """Header facts of one dump; ``crash_time`` ISO 8601 UTC; ``index`` is the serialized
-    offset index of a flattened dump; ``kernel_log`` the log text (log-only mode)."""
+    """Header facts of one dump; ``crash_time`` ISO 8601 UTC; ``kernel_log`` the log as
+    dmesg prints it (log-only mode)."""
 
     format: str
     compression: str | None = None
     kernel_release: str | None = None
     build_id: str | None = None
     crash_time: str | None = None
-    index: bytes | None = None
     kernel_log: bytes | None = None
 
 
-FactsReader = Callable[[str], DumpFacts]
+FactsReader = Callable[[str, bool], DumpFacts]  # (path, with_log)
 
 
 _FORMATS = {"kdump": "kdump-compressed", "kdump-flattened": "flattened", "elf": "elf"}
 
 
-def read_facts(path: str) -> DumpFacts:
-    """Header facts of the dump at ``path`` through the decoder; a file the decoder does not
-    recognise is still shipped, as format ``unknown`` (the analyzer dead-letters it with the
-    reason, and the dump is kept)."""
+def read_facts(path: str, with_log: bool = False) -> DumpFacts:
+    """Header facts of the dump at ``path`` through the decoder's header reader (a few KiB);
+    with ``with_log`` also its kernel log, formatted as dmesg (for log-only shipping). A file
+    the decoder does not recognise is still shipped, as format ``unknown``: the analyzer
+    dead-letters it with the reason, and the dump is kept."""
     from datetime import UTC, datetime
 
+    from analyzer.analyze import read_header
     from analyzer.errors import AnalyzerError
-    from analyzer.formats import open_dump
     from analyzer.source import LocalFileSource
-    from analyzer.vmcoreinfo import parse_vmcoreinfo
 
+    kernel_log = None
     try:
         with LocalFileSource(path) as src:
-            dump = open_dump(src)
-            info = parse_vmcoreinfo(dump.vmcoreinfo_blob) if dump.vmcoreinfo_blob else None
+            hdr = read_header(src)
+            if with_log:
+                kernel_log = _kernel_log(src)
     except AnalyzerError:
         return DumpFacts(format="unknown")
     crash_time = None
-    if info is not None and info.crash_time:
-        crash_time = datetime.fromtimestamp(info.crash_time, UTC).isoformat().replace(
+    if hdr.crash_time:
+        crash_time = datetime.fromtimestamp(hdr.crash_time, UTC).isoformat().replace(
             "+00:00", "Z")
     return DumpFacts(
-        format=_FORMATS.get(dump.format, "unknown"),
-        compression=dump.compression,
-        kernel_release=info.osrelease if info else None,
-        build_id=info.build_id if info else None,
-        crash_time=crash_time,
-        index=dump.flat_index.to_bytes() if dump.flat_index is not None else None,
+        format=_FORMATS.get(hdr.format, "unknown"), compression=hdr.compression,
+        kernel_release=hdr.kernel_release, build_id=hdr.build_id, crash_time=crash_time,
+        kernel_log=kernel_log,
     )
+
+
+def _kernel_log(src: object) -> bytes | None:
+    from analyzer.errors import AnalyzerError
+    from analyzer.formats import open_dump
+    from analyzer.logread import read_log
+    from analyzer.printk import format_dmesg
+
+    try:
+        _info, log = read_log(open_dump(src))  # type: ignore[arg-type]
+    except AnalyzerError:
+        return None
+    return format_dmesg(log.records)

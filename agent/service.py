@@ -27,6 +27,8 @@ from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.metrics import AgentMetrics
 from agent.upload import RateLimiter, Uploader
+from analyzer.formats.flattened import FlatIndexBuilder, build_index
+from analyzer.source import LocalFileSource
 from ingest.errors import PermanentIngestError, RetryableIngestError
 from ingest.eventlog import EventProducer
 from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
@@ -220,7 +222,8 @@ class Agent:
         from agent.upload import hash_fd
 
         t0 = time.monotonic()
-        facts = self.facts(row.path)
+        log_only = self.cfg.content == "log-only"
+        facts = self.facts(row.path, log_only and not row.dmesg_path)
         sha = row.sha256
         if sha is None:
             sha = hash_fd(fd, row.size)
@@ -230,17 +233,24 @@ class Agent:
                 "machine-id": self.identity.machine_id, "format": facts.format}
         key: str | None = None
         index_key: str | None = None
-        if self.cfg.content == "full":
+        if not log_only:
+            # A flattened dump's offset index is built from the bytes as they stream past.
+            builder = FlatIndexBuilder() if facts.format == "flattened" else None
             result = self.uploader.upload(
                 fd, row.size, base, sha, meta, upload_id=row.upload_id,
                 done_parts=row.parts, part_size=row.part_size,
                 on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
                 on_part=lambda p: self.journal.add_part(row.id, p),
+                on_data=builder.feed if builder else lambda b: None,
             )
             key = base
-            if facts.index is not None:
-                index_key = base + ".index"
-                self.store.put(index_key, facts.index, {"sha256": sha})
+            if builder is not None:
+                index_key = base + ".flatindex"
+                if not result.already_stored:
+                    self.store.put(index_key, builder.finish().to_bytes(), {"sha256": sha})
+                elif self.store.head(index_key) is None:
+                    with LocalFileSource(row.path) as src:
+                        self.store.put(index_key, build_index(src).to_bytes(), {"sha256": sha})
             log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
                      reused_parts=result.reused_parts, already_stored=result.already_stored,
                      seconds=round(time.monotonic() - t0, 3))

@@ -7,10 +7,11 @@ corrupt ring still yields the header and VMCOREINFO facts).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from analyzer.errors import AnalyzerError
-from analyzer.formats import Dump, detect, open_dump
+from analyzer.formats import detect, open_dump
 from analyzer.formats.diskdump import KdumpHeader, parse_header
 from analyzer.formats.elf import ElfVmcore
 from analyzer.formats.flattened import FlatIndex, FlattenedSource, build_index, scan_prefix
@@ -149,14 +150,44 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None) -> Analysis
         failed = True
         notes.append(f"notes: {exc}")
     hdr = _header_from(dump.format, src, dump.kdump_header, info, src.size)
-    report = _build_report(dump, hdr, info, log, oa, cpus, notes, failed, src)
+    kd = dump.kdump_header
+    dinfo = DumpInfo(
+        format=dump.format, compression=dump.compression, size=hdr.size,
+        page_size=dump.page_size, source=src.name,
+        bytes_fetched=getattr(src, "bytes_fetched", None),
+        header_version=kd.version if kd else None, dump_level=kd.dump_level if kd else None,
+        incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
+    )
+    report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
     return Analysis(report, log, oa)
 
 
-def _build_report(dump: Dump, hdr: DumpHeader, info: VmcoreInfo | None, log: PrintkLog | None,
-                  oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
-                  notes: list[str], failed: bool, src: ByteSource) -> Report:
-    kd = dump.kdump_header
+# "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and
+# vmcore-dmesg print them.
+_DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?(?:\[\s*[TC]\d+\]\s?)?")
+MAX_LOG_TEXT = 16 * 1024 * 1024
+
+
+def analyze_log(text: bytes, *, source: str) -> Analysis:
+    """A report from a kernel log alone (a log-only shipment: ``dmesg.<STAMP>``,
+    ``vmcore-dmesg.txt``): everything the log says, nothing from memory."""
+    if len(text) > MAX_LOG_TEXT:
+        text = text[-MAX_LOG_TEXT:]  # the oops and panic are at the end
+    lines = [_DMESG_PREFIX.sub("", ln) for ln in
+             text.decode("utf-8", errors="replace").splitlines()]
+    oa = parse_log("\n".join(lines))
+    hdr = DumpHeader(format="log-only", compression="none", size=len(text), kernel_release=None,
+                     kernel_version=None, machine=None, build_id=None, crash_time=None,
+                     page_size=None, nr_cpus=None, dump_level=None, incomplete=False)
+    dinfo = DumpInfo(format="log-only", compression="none", size=len(text), page_size=0,
+                     source=source)
+    report = _build_report(dinfo, hdr, None, None, oa, (), [], False)
+    return Analysis(report, None, oa)
+
+
+def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
+                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
+                  notes: list[str], failed: bool) -> Report:
     primary: Oops | None = oa.primary if oa else None
     phys_base = None
     if info is not None and "phys_base" in info.numbers:
@@ -169,13 +200,6 @@ def _build_report(dump: Dump, hdr: DumpHeader, info: VmcoreInfo | None, log: Pri
         kernel_offset=(info.kernel_offset if info else None)
         if not (oa and oa.kernel_offset is not None) else oa.kernel_offset,
         phys_base=phys_base,
-    )
-    bytes_fetched = getattr(src, "bytes_fetched", None)
-    dinfo = DumpInfo(
-        format=dump.format, compression=dump.compression, size=hdr.size,
-        page_size=dump.page_size, source=src.name, bytes_fetched=bytes_fetched,
-        header_version=kd.version if kd else None, dump_level=kd.dump_level if kd else None,
-        incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
     )
     panic = PanicInfo(
         message=oa.panic_message if oa else None,

@@ -96,32 +96,44 @@ class EventProcessor:
             structlog.contextvars.unbind_contextvars("crash_id", "host")
 
     def _process(self, event: CrashReported) -> Processed:
-        from analyzer.analyze import analyze
+        from analyzer.analyze import MAX_LOG_TEXT, analyze, analyze_log
         from analyzer.formats.flattened import FlatIndex
         from analyzer.source import ObjectStoreSource
 
         t0 = time.monotonic()
+        src: ObjectStoreSource | None = None
         if event.dump.key is None:
-            raise DeadLetter("log-only crash reports cannot be analyzed from a dump; "
-                             "their log-only analysis is not implemented yet",
-                             event_id=event.event_id)
-        flat_index = None
-        if event.dump.index_key:
-            info = self.objects.head(event.dump.index_key)
-            if info is not None and info.size < 64 * 1024 * 1024:
-                flat_index = FlatIndex.from_bytes(
-                    self.objects.get_range(event.dump.index_key, 0, info.size))
-        block = 64 * 1024
-        src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
-                                block_size=block,
-                                max_blocks=max(4, self.block_cache_bytes // block))
-        analysis = analyze(src, flat_index=flat_index)
+            # Log-only shipment: the kernel log is all there is.
+            if event.dump.dmesg_key is None:
+                raise DeadLetter("event names neither a dump nor a kernel log",
+                                 event_id=event.event_id)
+            info = self.objects.head(event.dump.dmesg_key)
+            if info is None:
+                raise DeadLetter(f"kernel log {event.dump.dmesg_key} is missing",
+                                 event_id=event.event_id)
+            start = max(0, info.size - MAX_LOG_TEXT)
+            text = self.objects.get_range(event.dump.dmesg_key, start, info.size - start)
+            analysis = analyze_log(text, source=event.dump.dmesg_key)
+            report_base = event.dump.dmesg_key
+        else:
+            flat_index = None
+            if event.dump.index_key:
+                info = self.objects.head(event.dump.index_key)
+                if info is not None and info.size < 64 * 1024 * 1024:
+                    flat_index = FlatIndex.from_bytes(
+                        self.objects.get_range(event.dump.index_key, 0, info.size))
+            block = 64 * 1024
+            src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
+                                    block_size=block,
+                                    max_blocks=max(4, self.block_cache_bytes // block))
+            analysis = analyze(src, flat_index=flat_index)
+            report_base = event.dump.key
         report = analysis.report
         sig = compute_signature(signature_input(report))
         now = self.clock()
         findings = tuple({"kind": f.kind, "module": f.module}
                          for f in signature_input(report).findings)
-        report_key = event.dump.key + self.report_suffix
+        report_key = report_base + self.report_suffix
         body = report.to_dict()
         body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
         body["findings"] = list(findings)
@@ -146,4 +158,4 @@ class EventProcessor:
             new_taint_set=outcome.new_taint_set, new_taint_letters=outcome.new_taint_letters,
         )
         return Processed(event, sig, outcome, analyzed, time.monotonic() - t0,
-                         src.bytes_fetched)
+                         src.bytes_fetched if src is not None else None)
