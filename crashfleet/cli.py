@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("crashfleet.stack_cli", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
     "agent": ("agent.cli", "watch crash directories; ship finished dumps to S3 and announce them"),
     "analyze": ("analyzer.cli", "decode a dump: kernel log, oops, task, taint, modules"),
+    "symbols": ("symbol_cache.cli", "fetch, import, inspect and look up kernel debug symbol packs"),
     "analyzer": ("analyzer.pipeline.cli:register_analyzer",
                  "analyze crash-reported events from Kafka (one consumer-group worker)"),
     "clusters": ("analyzer.pipeline.cli:register_clusters", "list crash clusters from the store"),
