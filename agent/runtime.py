@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from agent.journal import Journal
 from agent.metrics import AgentMetrics
 from agent.service import Agent, AgentConfig
 from crashfleet import __version__
+from crashfleet.lifecycle import stop_on_signals
 from crashfleet.settings import Settings
 from ingest.eventlog import EventProducer
 from ingest.objectstore import ObjectStore
@@ -76,13 +75,5 @@ def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
         counts = agent.journal.counts()
         log.info("agent.done", shipped_all=ok, **counts)
         return 0 if ok else 1
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: object) -> None:
-        log.info("agent.stopping", signal=signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    agent.run(stop)
+    agent.run(stop_on_signals("agent"))
     return 0

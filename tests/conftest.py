@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,6 +90,20 @@ def _s3_credentials() -> None:
     # needs some credentials to sign with. Production uses boto3's standard chain.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-test")
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An object store: the local-directory one, then the real S3 server (same tests)."""
+    from ingest import LocalObjectStore
+
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    from ingest.s3 import S3ObjectStore
+
+    services: StackInfo = request.getfixturevalue("services")
+    bucket: str = request.getfixturevalue("s3_bucket")
+    return S3ObjectStore(bucket, endpoint_url=services.s3_endpoint, addressing_style="path")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -19,8 +19,9 @@ from agent.metrics import AgentMetrics
 from agent.runtime import agent_config
 from agent.service import Agent
 from analyzer.pipeline.metrics import AnalyzerMetrics, StoreCollector
-from analyzer.pipeline.runtime import build_loop, cluster_table, install_stop_handlers
+from analyzer.pipeline.runtime import build_loop, cluster_table
 from analyzer.store import CrashStore
+from crashfleet.lifecycle import stop_on_signals
 from crashfleet.settings import Settings
 from ingest.embedded_log import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer
 from ingest.localstore import LocalObjectStore
@@ -62,7 +63,7 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
                                 session_timeout_s=settings.analyzer.session_timeout_s)
     loop = build_loop(settings, consumer=consumer, producer=EmbeddedProducer(events),
                       objects=objects, store=store, metrics=metrics)
-    stop = install_stop_handlers()
+    stop = stop_on_signals("run")
     try:
         if once:
             agent.run_once()

@@ -3,8 +3,6 @@ the cluster table."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +13,7 @@ from analyzer.pipeline.metrics import AnalyzerMetrics, StoreCollector
 from analyzer.pipeline.service import AnalyzerLoop, LoopConfig
 from analyzer.pipeline.worker import EventProcessor
 from analyzer.store import ClusterRow, CrashStore
+from crashfleet.lifecycle import stop_on_signals
 from crashfleet.settings import Settings
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
@@ -37,19 +36,6 @@ def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventPr
                      max_attempts=a.max_attempts, retry_backoff_s=a.retry_backoff_s)
     return AnalyzerLoop(cfg, consumer=consumer, producer=producer, processor=processor,
                         store=store, metrics=metrics)
-
-
-def install_stop_handlers() -> threading.Event:
-    """A stop event set by SIGTERM/SIGINT: the current dump finishes, then the loop ends."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        log.info("analyzer.stopping", signal=signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    return stop
 
 
 def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> int:
@@ -77,7 +63,7 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     loop = build_loop(settings, consumer=consumer, producer=producer,
                       objects=S3ObjectStore.from_settings(settings.s3), store=store,
                       metrics=metrics)
-    stop = install_stop_handlers()
+    stop = stop_on_signals("analyzer")
     log.info("analyzer.start", group=settings.analyzer.group_id, topic=k.topic_crash_reported)
     try:
         handled = loop.run(stop, idle_exit_s=exit_when_idle)

@@ -1,5 +1,5 @@
-"""Backends for the ingest contract tests: each test runs against the real service and the
-embedded equivalent."""
+"""Event-log backends for the ingest contract tests: each test runs against the real broker
+and the embedded equivalent (the object-store backends are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,7 @@ from typing import Any
 import pytest
 
 from crashfleet.stack import StackInfo
-from ingest import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer, LocalObjectStore
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "local":
-        return LocalObjectStore(tmp_path / "objects")
-    from ingest.s3 import S3ObjectStore
-
-    services: StackInfo = request.getfixturevalue("services")
-    bucket: str = request.getfixturevalue("s3_bucket")
-    return S3ObjectStore(bucket, endpoint_url=services.s3_endpoint, addressing_style="path")
+from ingest import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer
 
 
 class LogBackend:
