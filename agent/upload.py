@@ -1,27 +1,33 @@
 """Streaming, resumable, checksummed multipart upload of one dump file.
 
-Memory stays bounded: at most ``concurrency`` parts of ``part_size`` bytes are in flight.
+Memory stays small whatever the part size: a part in flight is a window on the file read on
+demand (pread), never a buffer; the main thread reads each part once as a stream of 1 MiB
+chunks to hash it.
 The file's SHA-256 is computed while its parts are read, in order, and must equal the digest
-the object is named after (``dumps/<sha256>``), so a file that changed under the agent is
-never published under a wrong name. A resumed upload re-reads (but does not re-send) the
+the object is named after (``dumps/<sha256>``); each part's MD5 is compared with the ETag S3
+returns (when it is a plain MD5), so a file that changed under the agent is never published
+under a wrong name. A resumed upload re-reads (but does not re-send) the
 parts S3 already holds, verifying each against the recorded size and ETag.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import DumpChanged
 from ingest.errors import UploadNotFound
 from ingest.objectstore import ObjectStore, PartInfo
 
-__all__ = ["RateLimiter", "UploadResult", "Uploader", "hash_fd"]
+__all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "part_size_for"]
 
 _READ_CHUNK = 1024 * 1024
 
@@ -48,6 +54,17 @@ class RateLimiter:
             self._sleep(delay)
 
 
+MAX_PARTS = 9_000  # S3 allows 10,000; keep a margin
+
+
+def part_size_for(size: int, minimum: int) -> int:
+    """The part size for a ``size``-byte file: ``minimum``, or larger (whole MiB) when the
+    file would otherwise need more than :data:`MAX_PARTS` parts."""
+    need = -(-size // MAX_PARTS)
+    mib = 1024 * 1024
+    return max(minimum, -(-need // mib) * mib)
+
+
 def hash_fd(fd: int, size: int) -> str:
     """SHA-256 (hex) of the first ``size`` bytes of open file ``fd``, read with pread."""
     h = hashlib.sha256()
@@ -62,13 +79,56 @@ def hash_fd(fd: int, size: int) -> str:
 
 
 def _read_exact(fd: int, offset: int, length: int) -> bytes:
-    buf = bytearray()
+    data = os.pread(fd, length, offset)  # one read in the usual case: no extra copy
+    if len(data) == length:
+        return data
+    buf = bytearray(data)
     while len(buf) < length:
         chunk = os.pread(fd, length - len(buf), offset + len(buf))
         if not chunk:
             raise DumpChanged(f"file shrank: short read at offset {offset + len(buf)}")
         buf += chunk
     return bytes(buf)
+
+
+_PLAIN_ETAG = re.compile(r"[0-9a-f]{32}")
+
+
+class _PartReader(io.RawIOBase):
+    """Bytes ``[offset, offset + length)`` of an open file, read on demand with pread: the
+    body of one part in flight, seekable for request signing and retries."""
+
+    def __init__(self, fd: int, offset: int, length: int):
+        super().__init__()
+        self._fd, self._offset, self._length, self._pos = fd, offset, length, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = min(max(0, base + offset), self._length)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._length - self._pos)
+        if n <= 0:
+            return 0
+        data = os.pread(self._fd, n, self._offset + self._pos)
+        if not data:
+            raise DumpChanged(f"file shrank: short read at offset {self._offset + self._pos}")
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 @dataclass(frozen=True)
@@ -148,7 +208,7 @@ class Uploader:
             except UploadNotFound:
                 upload_id = None
         if upload_id is None:
-            ps = self.part_size
+            ps = part_size_for(size, self.part_size)
             upload_id = self.store.create_multipart(key, metadata)
             on_start(upload_id, ps)
             reused = {}
@@ -156,40 +216,53 @@ class Uploader:
         nparts = max(1, -(-size // ps))
         h = hashlib.sha256()
         parts: dict[int, PartInfo] = dict(reused)
+        md5s: dict[int, str] = {}
         sent = 0
         pending: set[Future[PartInfo]] = set()
 
-        def send(number: int, data: bytes) -> PartInfo:
-            self.limiter.take(len(data))
-            part = self.store.upload_part(key, upload_id, number, data)
-            self._on_bytes(len(data))
+        def send(number: int, body: _PartReader) -> PartInfo:
+            part = self.store.upload_part(key, upload_id, number, body)
+            self._on_bytes(len(body))
             return part
+
+        def settle(fut: Future[PartInfo]) -> None:
+            p = fut.result()
+            # What S3 stored is what was hashed: a plain part ETag is the part's MD5.
+            if _PLAIN_ETAG.fullmatch(p.etag) and p.etag != md5s[p.number]:
+                raise DumpChanged(f"part {p.number} changed while uploading (ETag mismatch)")
+            parts[p.number] = p
+            on_part(p)
 
         with ThreadPoolExecutor(max_workers=self.concurrency,
                                 thread_name_prefix="upload") as pool:
             try:
                 for number in range(1, nparts + 1):
                     offset = (number - 1) * ps
-                    data = _read_exact(fd, offset, min(ps, size - offset))
-                    h.update(data)
-                    on_data(data)
+                    length = min(ps, size - offset)
+                    # Hash the part as a stream; the upload thread reads it again from the
+                    # page cache, so no part is ever held in memory whole.
+                    md5 = hashlib.md5()
+                    pos = offset
+                    while pos < offset + length:
+                        chunk = _read_exact(fd, pos, min(_READ_CHUNK, offset + length - pos))
+                        h.update(chunk)
+                        md5.update(chunk)
+                        on_data(chunk)
+                        pos += len(chunk)
+                    md5s[number] = md5.hexdigest()
                     if number in reused:
-                        if reused[number].size != len(data):
+                        if reused[number].size != length:
                             raise DumpChanged(f"part {number} size differs from the journal")
                         continue
                     while len(pending) >= self.concurrency:
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in finished:
-                            p = fut.result()
-                            parts[p.number] = p
-                            on_part(p)
-                    pending.add(pool.submit(send, number, data))
-                    sent += len(data)
-                    del data  # let the buffer go once the thread holds it
+                            settle(fut)
+                    self.limiter.take(length)
+                    pending.add(pool.submit(send, number, _PartReader(fd, offset, length)))
+                    sent += length
                 for fut in pending:
-                    p = fut.result()
-                    parts[p.number] = p
-                    on_part(p)
+                    settle(fut)
             except BaseException:
                 for fut in pending:
                     fut.cancel()

@@ -136,9 +136,13 @@ class AgentSettings:
         "full", "Ship the whole dump, or only the kernel log and header facts (log-only)."
     )
     dumps_prefix: str = setting("dumps/", "Object key prefix for shipped dumps.")
-    part_size_mib: int = setting(16, "Multipart upload part size in MiB.", minimum=5)
+    part_size_mib: int = setting(
+        16, "Multipart part size in MiB (raised for dumps over 9,000 parts: S3 allows 10,000).",
+        minimum=5,
+    )
     upload_concurrency: int = setting(
-        4, "Parts uploaded in parallel (memory use is about parts x part size).", minimum=1
+        4, "Parts uploaded in parallel (streamed from the file: memory does not grow with it).",
+        minimum=1,
     )
     bandwidth_limit_mibps: float = setting(
         0.0, "Upload bandwidth cap in MiB/s; 0 for none.", minimum=0.0

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ingest.errors import InvalidRange, ObjectNotFound, PermanentIngestError, UploadNotFound
-from ingest.objectstore import ObjectInfo, PartInfo
+from ingest.objectstore import ObjectInfo, PartInfo, SizedReader, body_size
 
 __all__ = ["LocalObjectStore"]
 
@@ -152,14 +152,24 @@ class LocalObjectStore:
         os.replace(tmp, d / "upload.json")
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(self, key: str, upload_id: str, number: int,
+                    data: bytes | SizedReader) -> PartInfo:
         if not 1 <= number <= 10000:
             raise PermanentIngestError(f"part number {number} out of range 1..10000")
         d = self._upload_dir(key, upload_id)
         tmp = self._tmp()
-        tmp.write_bytes(data)
+        md5 = hashlib.md5()
+        with tmp.open("wb") as out:
+            if isinstance(data, bytes | bytearray):
+                md5.update(data)
+                out.write(data)
+            else:
+                data.seek(0)
+                while chunk := data.read(_COPY_CHUNK):
+                    md5.update(chunk)
+                    out.write(chunk)
         os.replace(tmp, d / f"part-{number:05d}")
-        return PartInfo(number=number, size=len(data), etag=hashlib.md5(data).hexdigest())
+        return PartInfo(number=number, size=body_size(data), etag=md5.hexdigest())
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         d = self._upload_dir(key, upload_id)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MIN_PART_SIZE", "ObjectInfo", "ObjectStore", "PartInfo"]
+__all__ = ["MIN_PART_SIZE", "ObjectInfo", "ObjectStore", "PartInfo", "SizedReader", "body_size"]
 
 # S3's minimum size of every multipart part but the last (5 MiB).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -34,6 +34,24 @@ class PartInfo:
     number: int
     size: int
     etag: str
+
+
+class SizedReader(Protocol):
+    """A seekable binary reader of known length: a part body streamed from a file instead of
+    held in memory (retries and request signing seek back to the start)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+def body_size(data: bytes | SizedReader) -> int:
+    """Length in bytes of a part body."""
+    return len(data)
 
 
 @runtime_checkable
@@ -75,8 +93,10 @@ class ObjectStore(Protocol):
         """Start a multipart upload to ``key``; returns its upload id."""
         ...
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
-        """Upload part ``number`` (1-based); re-uploading a number replaces it."""
+    def upload_part(self, key: str, upload_id: str, number: int,
+                    data: bytes | SizedReader) -> PartInfo:
+        """Upload part ``number`` (1-based) from bytes or a :class:`SizedReader`;
+        re-uploading a number replaces it."""
         ...
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:

@@ -22,7 +22,7 @@ from ingest.errors import (
     RetryableIngestError,
     UploadNotFound,
 )
-from ingest.objectstore import ObjectInfo, PartInfo
+from ingest.objectstore import ObjectInfo, PartInfo, SizedReader, body_size
 
 __all__ = ["S3ObjectStore"]
 
@@ -188,15 +188,16 @@ class S3ObjectStore:
                        **self._sse)
         return str(r["UploadId"])
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(self, key: str, upload_id: str, number: int,
+                    data: bytes | SizedReader) -> PartInfo:
         try:
             r = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
-                           Body=data)
+                           Body=data, ContentLength=body_size(data))
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
                 raise UploadNotFound(key, upload_id) from exc
             raise
-        return PartInfo(number=number, size=len(data), etag=r["ETag"].strip('"'))
+        return PartInfo(number=number, size=body_size(data), etag=r["ETag"].strip('"'))
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []

@@ -114,3 +114,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The committed corpus; CRASHFLEET_FIXTURES_DIR points at a larger regenerated one instead.
+FIXTURES = Path(os.environ.get("CRASHFLEET_FIXTURES_DIR")
+                or REPO / "tests" / "fixtures" / "dumps")
+
+
+@pytest.fixture(scope="session")
+def fixture_dumps() -> list[tuple[dict[str, object], Path]]:
+    """Every committed real dump with its manifest."""
+    import json
+
+    out = []
+    for manifest in sorted(FIXTURES.glob("*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        dump = manifest.parent / str(m["dump"])
+        if dump.is_file():
+            out.append((m, dump))
+    assert len(out) >= 6, "the committed fixture corpus is missing"
+    return out

@@ -5,7 +5,7 @@
 Starts its own SeaweedFS (S3) and Tansu (Kafka) on loopback, writes a dump-sized file, then
 uploads it (1) with ``crashfleet agent --once`` and (2) with boto3's ``upload_file`` (its
 default TransferConfig: 8 MiB parts, 10 threads), each in a fresh process whose peak RSS is
-taken from the kernel (``ru_maxrss`` of the waited child). Also measures detection latency:
+the kernel's high-water mark (``VmHWM`` of /proc/self/status, read at its end). Also measures detection latency:
 from the rename of ``dump-incomplete`` to ``dump.<STAMP>`` to the agent's ``dump.detected``
 log line, with the agent running as a service.
 """
@@ -40,20 +40,23 @@ def _write_file(path: Path, size: int) -> None:
 
 
 _BOTO = """
-import sys, boto3, resource, time
+import sys, boto3, time
 from boto3.s3.transfer import TransferConfig
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
 t0 = time.monotonic()
 s3.upload_file(sys.argv[2], sys.argv[3], "boto3/" + sys.argv[4], Config=TransferConfig())
-print(time.monotonic() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0].split()[1]
+print(time.monotonic() - t0, hwm)
 """
 
 _AGENT = """
-import resource, sys, time
+import sys, time
 from crashfleet.cli import main
 t0 = time.monotonic()
 rc = main(sys.argv[1:])
-print(time.monotonic() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: ru_maxrss carries the parent's high-water mark across fork+exec.
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0].split()[1]
+print(time.monotonic() - t0, hwm)
 sys.exit(rc)
 """
 
@@ -61,6 +64,8 @@ sys.exit(rc)
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mib", type=int, default=2048)
+    ap.add_argument("--part-size-mib", type=int, help="agent.part_size_mib (default: setting)")
+    ap.add_argument("--concurrency", type=int, help="agent.upload_concurrency")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     size = args.size_mib * MIB
@@ -82,6 +87,10 @@ def main() -> int:
                 "CRASHFLEET_AGENT_STABLE_FOR_S": "0",
                 "CRASHFLEET_LOG_FORMAT": "json",
             })
+            if args.part_size_mib:
+                env["CRASHFLEET_AGENT_PART_SIZE_MIB"] = str(args.part_size_mib)
+            if args.concurrency:
+                env["CRASHFLEET_AGENT_UPLOAD_CONCURRENCY"] = str(args.concurrency)
             import boto3
 
             boto3.client("s3", endpoint_url=info.s3_endpoint, region_name="us-east-1",
@@ -134,25 +143,30 @@ def _detection_latency(tmp: Path, env: dict[str, str]) -> float:
     (root / "202611251300").mkdir(parents=True)
     env = {**env, "CRASHFLEET_AGENT_WATCH_DIRS": str(root),
            "CRASHFLEET_AGENT_STATE_DIR": str(tmp / "state2")}
-    proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "agent"], env=env,
-                            stderr=subprocess.PIPE, text=True)
+    log_path = tmp / "agent2.log"
+    with log_path.open("w") as log_fh:
+        # A file, not a pipe: an unread pipe would block the agent once it fills.
+        proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "agent"], env=env,
+                                stderr=log_fh)
     try:
         time.sleep(3)  # started and idle
         inc = root / "202611251300" / "dump-incomplete"
         inc.write_bytes(os.urandom(MIB))
         t0 = time.time()
         os.rename(inc, root / "202611251300" / "dump.202611251300")
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if '"dump.detected"' in line:
-                ts = json.loads(line)["timestamp"]
-                from datetime import datetime
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for line in log_path.read_text().splitlines():
+                if '"dump.detected"' in line:
+                    from datetime import datetime
 
-                return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() - t0
+                    ts = json.loads(line)["timestamp"]
+                    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() - t0
+            time.sleep(0.01)
         raise SystemExit("agent never reported the dump")
     finally:
         proc.terminate()
-        proc.wait(30)
+        proc.wait(60)
 
 
 def _write_section(name: str, command: str, body: str) -> None:

@@ -112,3 +112,16 @@ def test_rate_limiter_spaces_requests() -> None:
     # 2,500 bytes at 1,000 B/s: the fifth request starts 2 s after the first.
     assert sum(slept) == pytest.approx(2.0)
     assert RateLimiter(0).take(10**9) is None
+
+
+@pytest.mark.parametrize(("size", "minimum", "expected"), [
+    (0, PART, PART), (PART * 9000, PART, PART),
+    (PART * 9000 + 1, PART, 6 * 1024 * 1024),  # one more byte: parts grow by whole MiB
+    (1 << 40, PART, 117 * 1024 * 1024),  # a 1 TiB dump: 9,000 parts at most
+])
+def test_part_size_keeps_within_s3_part_limit(size: int, minimum: int, expected: int) -> None:
+    from agent.upload import MAX_PARTS, part_size_for
+
+    ps = part_size_for(size, minimum)
+    assert ps == expected
+    assert -(-size // ps) <= MAX_PARTS
