@@ -5,9 +5,9 @@
 Starts its own SeaweedFS (S3) and Tansu (Kafka) on loopback, writes a dump-sized file, then
 uploads it (1) with ``crashfleet agent --once`` and (2) with boto3's ``upload_file`` (its
 default TransferConfig: 8 MiB parts, 10 threads), each in a fresh process whose peak RSS is
-the kernel's high-water mark (``VmHWM`` of /proc/self/status, read at its end). Also measures detection latency:
-from the rename of ``dump-incomplete`` to ``dump.<STAMP>`` to the agent's ``dump.detected``
-log line, with the agent running as a service.
+the kernel's high-water mark (``VmHWM`` of /proc/self/status, read at its end). Also
+measures detection latency: from the rename of ``dump-incomplete`` to ``dump.<STAMP>`` to
+the agent's ``dump.detected`` log line, with the agent running as a service.
 """
 
 from __future__ import annotations
