@@ -7,11 +7,14 @@ corrupt ring still yields the header and VMCOREINFO facts).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from analyzer.errors import AnalyzerError
-from analyzer.formats import detect, open_dump
+from analyzer.formats import Dump, detect, open_dump
 from analyzer.formats.diskdump import KdumpHeader, parse_header
 from analyzer.formats.elf import ElfVmcore
 from analyzer.formats.flattened import FlatIndex, FlattenedSource, build_index, scan_prefix
@@ -37,7 +40,13 @@ from analyzer.report import (
 from analyzer.source import ByteSource
 from analyzer.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 
-__all__ = ["Analysis", "DumpHeader", "analyze", "read_header", "read_log"]
+if TYPE_CHECKING:
+    from symbol_cache import SymbolPack
+
+__all__ = ["Analysis", "DumpHeader", "PackProvider", "analyze", "read_header", "read_log"]
+
+# Gets the symbol pack of a dump's kernel from its VMCOREINFO (None: no pack; may raise).
+PackProvider = Callable[[VmcoreInfo], "SymbolPack | None"]
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,11 @@ class Analysis:
     oops: LogAnalysis | None
 
 
-def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None) -> Analysis:
-    """Open ``src``, read the kernel log, parse the oopses and build the report."""
+def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
+            symbols: PackProvider | None = None) -> Analysis:
+    """Open ``src``, read the kernel log, parse the oopses and build the report; with
+    ``symbols`` (a pack provider) also read the crashed task, its stack, the modules and the
+    findings from memory (the report is then ``symbolized``)."""
     dump = open_dump(src, flat_index)
     notes: list[str] = []
     failed = False
@@ -159,7 +171,40 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None) -> Analysis
         incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
     )
     report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
+    if symbols is not None and info is not None:
+        report = _with_memory(report, dump, info, symbols, oa)
     return Analysis(report, log, oa)
+
+
+def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider,
+                 oa: LogAnalysis | None) -> Report:
+    """``report`` with what memory says; any failure leaves it log-based with a note."""
+    from analyzer.deep import analyze_memory, report_parts
+    from analyzer.x86_64 import KernelMemory
+
+    try:
+        pack = symbols(info)
+    except Exception as exc:  # a symbol source failing must not lose the log-based report
+        return dataclasses.replace(report, notes=(
+            *report.notes, f"symbols: no pack ({type(exc).__name__}: {exc})"))
+    if pack is None:
+        return dataclasses.replace(report, notes=(*report.notes, "symbols: no pack"))
+    primary = oa.primary if oa else None
+    try:
+        hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
+        mem = KernelMemory(dump.read_phys, info, hdr_pb)
+        ma = analyze_memory(
+            mem, info, pack, parse_prstatus(dump.notes),
+            oops_cpu=primary.cpu if primary else None,
+            klass=oa.klass if oa else "unknown",
+            fault_address=primary.fault_address if primary else None,
+            bug_location=report.bug_location)
+    except Exception as exc:  # the analyzer must return a report whatever memory holds
+        return dataclasses.replace(report, partial=True, notes=(
+            *report.notes, f"memory: {type(exc).__name__}: {exc}"))
+    mi, findings = report_parts(ma)
+    return dataclasses.replace(report, symbolized=True, memory=mi, findings=findings,
+                               partial=report.partial or ma.partial)
 
 
 # "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and

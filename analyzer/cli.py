@@ -1,4 +1,5 @@
-"""``crashfleet analyze DUMP [--log | --json]``: decode a dump without debug symbols.
+"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols]``: decode a dump;
+with the kernel's symbols also read the crashed task, its stack and the modules from memory.
 
 ``DUMP`` is a path or an ``s3://bucket/key`` URI (the S3 adapter is imported only then, so a
 local analysis starts fast). Exit codes: 0 ok, 1 the dump cannot be decoded, 3 the report is
@@ -12,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from analyzer.analyze import PackProvider
     from analyzer.report import Report
     from analyzer.source import ByteSource
     from crashfleet.cli import App
@@ -36,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "beside the dump, if present; skips the indexing pass)")
     p.add_argument("--write-flat-index", metavar="FILE",
                    help="index a flattened dump and write the index to FILE")
+    sym = p.add_mutually_exclusive_group()
+    sym.add_argument("--vmlinux", metavar="PATH",
+                     help="debug vmlinux of the dump's kernel: read the crashed task, its "
+                          "stack, modules and findings from memory")
+    sym.add_argument("--symbols", action="store_true",
+                     help="the same with the kernel's pack from the symbol cache in the "
+                          "settings ([symbols])")
     p.add_argument("--header", action="store_true",
                    help="print only what the header blocks say (reads a few KiB)")
     p.set_defaults(func=_analyze, no_logging_setup=True)
@@ -96,7 +105,7 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
                 index_bytes = f.read()
         elif src.read(0, 12) == b"makedumpfile":
             index_bytes = _sidecar_index(args.dump, app)
-        return _run(args, src, index_bytes)
+        return _run(args, src, index_bytes, app)
     except AnalyzerError as exc:
         print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
         return 1
@@ -106,7 +115,24 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
             close()
 
 
-def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None) -> int:
+def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | None:
+    """How ``--vmlinux`` / ``--symbols`` get the kernel's symbol pack (None: neither)."""
+    if getattr(args, "vmlinux", None):
+        from pathlib import Path
+
+        from symbol_cache import build_pack
+
+        path = Path(args.vmlinux)
+        return lambda _info: build_pack(path, source="file")
+    if getattr(args, "symbols", False) and app is not None:
+        from symbol_cache.factory import open_cache, pack_provider
+
+        return pack_provider(open_cache(app.settings()))
+    return None
+
+
+def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
+         app: App | None = None) -> int:
     if args.write_flat_index:
         from analyzer.formats.flattened import build_index
 
@@ -139,7 +165,7 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None) -
         return EXIT_PARTIAL if log.partial else 0
     from analyzer.analyze import analyze
 
-    report = analyze(src, flat_index=index).report
+    report = analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report
     if args.json:
         print(report.to_json())
     else:
@@ -205,6 +231,23 @@ def summary(r: Report) -> str:
                 f" ({m.last_unloaded_taints})" if m.last_unloaded_taints else "")))
     if r.frames:
         rows.append(("call trace", ""))
+    mi = r.memory
+    if mi is not None:
+        rows.append(("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                                f"{mi.kaslr_offset:#x})"))
+        rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
+                                     + (f" at {mi.task_address:#x}" if mi.task_address else "")))
+        rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
+        rows.append(("modules (memory)", " ".join(
+            f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
+            for m in mi.modules) or "-"))
+        if mi.last_unloaded:
+            rows.append(("last unloaded (memory)", mi.last_unloaded))
+    for fd in r.findings:
+        rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                                + (f" at {fd.address:#x}" if fd.address is not None else "")
+                                + (f" in {fd.thread}" if fd.thread else "")
+                                + "".join(f"; {e}" for e in fd.evidence)))
     if len(r.oopses) > 1:
         rows.append(("oopses", f"{len(r.oopses)} in the log (first is primary)"))
     if r.log is not None:
@@ -224,6 +267,15 @@ def summary(r: Report) -> str:
                 mod = f" [{fr.module}]" if fr.module else ""
                 ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
                 out.append(f"  {mark}{name}{off}{mod}{ctx}")
+        if a == "stack (memory)" and r.memory is not None:
+            for mf in r.memory.frames:
+                mark = "  " if mf.reliable else "? "
+                name = mf.function or f"{mf.address:#x}"
+                off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
+                mod = f" [{mf.module}]" if mf.module else ""
+                exc = "  [exception RIP]" if mf.exception else ""
+                ctx = f"  <{mf.context}>" if mf.context != "task" else ""
+                out.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
     if r.notes:
         out.append("notes:")
         out.extend(f"  {n}" for n in r.notes)

@@ -16,9 +16,13 @@ __all__ = [
     "CpuState",
     "DumpInfo",
     "FaultInfo",
+    "FindingInfo",
     "FrameInfo",
     "KernelInfo",
     "LogInfo",
+    "MemFrameInfo",
+    "MemoryInfo",
+    "ModuleEntry",
     "ModulesInfo",
     "OopsSummary",
     "PanicInfo",
@@ -189,9 +193,83 @@ class LogInfo:
 
 
 @dataclass(frozen=True)
+class MemFrameInfo:
+    """One frame unwound from memory (innermost first): ``function``+``offset``/``size`` in
+    ``module`` (None: vmlinux) at ``address``; ``reliable`` False when ORC did not prove it;
+    ``exception`` True when the address came from a ``pt_regs`` (crash's exception RIP);
+    ``stack`` the address the return address was read from; ``context`` ``task`` or
+    ``irq``."""
+
+    function: str | None
+    offset: int | None
+    size: int | None
+    module: str | None
+    address: int
+    reliable: bool
+    exception: bool
+    stack: int | None
+    context: str
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """A loaded module read from memory: ``name``, ``address`` of its ``struct module``,
+    ``base`` of its core text, ``size`` in bytes of its core memory, ``taints`` letters."""
+
+    name: str
+    address: int
+    base: int
+    size: int
+    taints: str
+
+
+@dataclass(frozen=True)
+class FindingInfo:
+    """A finding: ``kind`` (``use-after-module-unload``, ``null-pointer-dereference``,
+    ``bug``, ``warning``), the ``module`` it names, the code ``address``, the ``thread``
+    (``comm (pid N)``) and ``evidence`` sentences."""
+
+    kind: str
+    module: str | None
+    address: int | None
+    thread: str | None
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """What was read from memory with the kernel's symbol pack: ``build_id`` of the pack,
+    ``matched_by`` (``build-id``, ``release+banner``), ``kaslr_offset`` in bytes, crashing
+    ``cpu``, its current task (``task_address``, ``comm``, ``pid``, ``state`` as crash's
+    letters), the unwound ``frames``, ``modules`` in list order, ``last_unloaded`` module
+    (``""`` none); ``partial`` when a walk was cut short, ``notes`` why; ``tasks`` the number
+    of processes on the task list (``tasks_complete`` when it was read to its end)."""
+
+    build_id: str
+    matched_by: str
+    kaslr_offset: int
+    cpu: int | None
+    task_address: int | None
+    comm: str | None
+    pid: int | None
+    state: str | None
+    frames: tuple[MemFrameInfo, ...]
+    unwind_complete: bool
+    modules: tuple[ModuleEntry, ...]
+    modules_complete: bool
+    last_unloaded: str | None
+    partial: bool
+    notes: tuple[str, ...] = ()
+    tasks: int | None = None
+    tasks_complete: bool = False
+
+
+@dataclass(frozen=True)
 class Report:
     """The whole analysis. ``partial`` is True when any part could not be decoded; ``notes``
-    say which and why (never secrets: offsets and field names only)."""
+    say which and why (never secrets: offsets and field names only). ``symbolized`` when the
+    kernel's symbol pack was used: ``memory`` then holds what was read from memory and
+    ``findings`` what it shows (without a pack both stay empty and the report is log-based)."""
 
     dump: DumpInfo
     kernel: KernelInfo
@@ -209,6 +287,9 @@ class Report:
     log: LogInfo | None
     partial: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    symbolized: bool = False
+    memory: MemoryInfo | None = None
+    findings: tuple[FindingInfo, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The JSON-ready form (``klass`` fields are spelled ``class``)."""

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
 from symbol_cache.cache import SymbolCache
 from symbol_cache.metrics import SymbolMetrics
+from symbol_cache.pack import SymbolPack
 from symbol_cache.sources import DebSource, DebuginfodSource, LocalDirSource, urls_from_env
 from symbol_cache.sources.base import Source
 from symbol_cache.tiers import DiskTier, MemoryTier, SharedTier
@@ -18,7 +19,7 @@ from symbol_cache.tiers import DiskTier, MemoryTier, SharedTier
 if TYPE_CHECKING:
     from crashfleet.settings import Settings
 
-__all__ = ["open_cache"]
+__all__ = ["open_cache", "pack_provider"]
 
 
 def open_cache(settings: Settings, registry: CollectorRegistry | None = None, *,
@@ -61,3 +62,18 @@ def open_cache(settings: Settings, registry: CollectorRegistry | None = None, *,
                        shared=shared, metrics=metrics, memory=MemoryTier(sym.memory_packs),
                        workdir=root / "work", lease_ttl_s=sym.lease_ttl_s,
                        wait_timeout_s=sym.wait_timeout_s, failure_ttl_s=sym.failure_ttl_s)
+
+
+def pack_provider(cache: SymbolCache) -> Callable[[Any], SymbolPack]:
+    """A pack provider for ``analyzer.analyze(symbols=...)``: given a dump's parsed VMCOREINFO
+    (anything with ``build_id``, ``osrelease`` and ``kernel_offset``), the kernel's pack from
+    ``cache`` — by build-id, or by release when the dump's BUILD-ID is garbage."""
+    from symbol_cache import KernelIdentity, is_plausible_build_id
+
+    def get(info: Any) -> SymbolPack:
+        bid = info.build_id if info.build_id and is_plausible_build_id(info.build_id) else None
+        ident = KernelIdentity(bid, info.osrelease, info.kernel_offset or 0,
+                               build_id_garbage=bool(info.build_id) and bid is None)
+        return cache.get_for(ident)
+
+    return get

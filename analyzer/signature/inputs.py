@@ -11,7 +11,8 @@ from __future__ import annotations
 from analyzer.report import Report
 from analyzer.signature import Finding, Frame, SignatureInput
 
-__all__ = ["MODULES_END", "MODULES_VADDR", "log_findings", "signature_input"]
+__all__ = ["MODULES_END", "MODULES_VADDR", "log_findings", "memory_findings",
+           "signature_input"]
 
 # x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): 1520 MiB from
 # 0xffffffffa0000000; with KASLR, modules load from 0xffffffffc0000000 upwards.
@@ -34,8 +35,42 @@ def log_findings(report: Report) -> tuple[Finding, ...]:
     return tuple(out)
 
 
+def memory_findings(report: Report) -> tuple[Finding, ...]:
+    """The report's findings from memory (symbolized reports only)."""
+    # Only a use after unload is keyed by its module, as the log-based finding is; the
+    # module of a NULL dereference is already in the frames.
+    return tuple(Finding(f.kind, f.module if f.kind == "use-after-module-unload" else None)
+                 for f in report.findings if f.kind in _SIGNATURE_KINDS)
+
+
+# Finding kinds that name a bug (BUG/WARN locations are already in the panic class and frames).
+_SIGNATURE_KINDS = frozenset({"use-after-module-unload", "null-pointer-dereference"})
+
+
+_PANIC = frozenset({"panic", "vpanic", "nmi_panic"})
+
+
 def signature_input(report: Report) -> SignatureInput:
-    """The signature input of a log-based report."""
+    """The signature input of a report: the memory unwind and findings of a symbolized
+    report, else (``source`` ``log``) the printed oops and the log-based findings."""
+    mem = report.memory
+    if report.symbolized and mem is not None and mem.frames:
+        # From the exception RIP down (the frames above it are the crash path); a walk
+        # without an exception frame (a direct panic) keeps every frame.
+        exc = [i for i, f in enumerate(mem.frames) if f.exception]
+        if exc:
+            first = mem.frames[exc[-1]]
+            rip_frame: Frame | None = Frame(first.function, first.module, True)
+            rest = mem.frames[exc[-1] + 1:]
+        else:
+            # a direct panic: the frames above panic() are its own delay loop or kexec
+            calls = [i for i, f in enumerate(mem.frames) if f.function in _PANIC]
+            rip_frame, rest = None, mem.frames[calls[-1] + 1 if calls else 0:]
+        taint = report.taint.letters if report.taint is not None else ""
+        return SignatureInput(
+            panic_class=report.panic.klass, rip=rip_frame,
+            frames=tuple(Frame(f.function, f.module, f.reliable) for f in rest),
+            taint_letters=taint, findings=memory_findings(report), source="memory")
     rip = None
     if report.rip is not None:
         rip = Frame(report.rip.function, report.rip.module, True)

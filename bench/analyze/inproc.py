@@ -1,0 +1,34 @@
+"""One full analysis with a warm pack, timed in-process: ``python -m bench.analyze.inproc DUMP
+PACK``. Prints JSON: ``open_s`` (pack read + decode, the disk tier's cost), ``analyze_s`` (log,
+oops, task, unwind, modules, findings), ``frames``, ``maxrss_kib`` (peak RSS of the process)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from analyzer.analyze import analyze
+from analyzer.source import LocalFileSource
+from symbol_cache import decode_pack
+
+
+def main() -> None:
+    dump, pack_path = sys.argv[1], Path(sys.argv[2])
+    t0 = time.perf_counter()
+    pack = decode_pack(pack_path.read_bytes())
+    t1 = time.perf_counter()
+    with LocalFileSource(dump) as src:
+        report = analyze(src, symbols=lambda _info: pack).report
+    t2 = time.perf_counter()
+    mem = report.memory
+    print(json.dumps({"open_s": t1 - t0, "analyze_s": t2 - t1,
+                      "frames": len(mem.frames) if mem else 0,
+                      "findings": [f.kind for f in report.findings],
+                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+if __name__ == "__main__":
+    main()
