@@ -25,6 +25,12 @@ for manifest in sorted(pathlib.Path("tests/fixtures/dumps").glob("*/manifest.jso
     shutil.copy(dump, host / f"{m['case']}.dump")
 print(f"demo: {len(seen)} crashed hosts in {spool}", file=sys.stderr)
 PY
+# Debian -dbg packages fetched by 'make fixtures' give the deep analysis (ORC unwind, modules
+# from memory); without them the demo's analysis is log-based.
+if [ -d "$CACHE/debs" ] && [ -z "${CRASHFLEET_SYMBOLS_DEB_DIRS:-}" ]; then
+  CRASHFLEET_SYMBOLS_DEB_DIRS="$(find "$CACHE/debs" -mindepth 1 -maxdepth 1 -type d | paste -sd, -)"
+  export CRASHFLEET_SYMBOLS_DEB_DIRS
+fi
 echo "demo: metrics at http://127.0.0.1:$PORT/metrics (Ctrl-C to stop)" >&2
 exec .venv/bin/crashfleet --log-level warning run --spool "$DEMO/spool" --data "$DEMO/data" \
   --metrics-port "$PORT"

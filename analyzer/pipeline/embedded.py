@@ -61,8 +61,14 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
                   metrics=agent_metrics, facts=read_facts)
     consumer = EmbeddedConsumer(events, settings.analyzer.group_id, [k.topic_crash_reported],
                                 session_timeout_s=settings.analyzer.session_timeout_s)
+    # Symbols for the deep analysis: packs live under the data directory on one machine.
+    from symbol_cache.factory import open_cache, pack_provider
+
+    sym_settings = dataclasses.replace(settings, symbols=dataclasses.replace(
+        settings.symbols, cache_dir=str(data / "symbols"), shared="none"))
     loop = build_loop(settings, consumer=consumer, producer=EmbeddedProducer(events),
-                      objects=objects, store=store, metrics=metrics)
+                      objects=objects, store=store, metrics=metrics,
+                      symbols=pack_provider(open_cache(sym_settings, registry)))
     stop = stop_on_signals("run")
     try:
         if once:

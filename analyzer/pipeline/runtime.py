@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 
+from analyzer.analyze import PackProvider
 from analyzer.pipeline.metrics import AnalyzerMetrics, StoreCollector
 from analyzer.pipeline.service import AnalyzerLoop, LoopConfig
 from analyzer.pipeline.worker import EventProcessor
@@ -25,12 +26,12 @@ MIB = 1024 * 1024
 
 
 def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventProducer,
-               objects: ObjectStore, store: CrashStore, metrics: AnalyzerMetrics
-               ) -> AnalyzerLoop:
-    """An analyzer loop over the given adapters."""
+               objects: ObjectStore, store: CrashStore, metrics: AnalyzerMetrics,
+               symbols: PackProvider | None = None) -> AnalyzerLoop:
+    """An analyzer loop over the given adapters; ``symbols`` gives deep (memory) analysis."""
     a = settings.analyzer
     processor = EventProcessor(objects=objects, store=store, report_suffix=a.report_suffix,
-                               block_cache_bytes=a.block_cache_mib * MIB)
+                               block_cache_bytes=a.block_cache_mib * MIB, symbols=symbols)
     cfg = LoopConfig(analyzed_topic=settings.kafka.topic_crash_analyzed,
                      dead_letter_topic=settings.kafka.topic_dead_letter,
                      max_attempts=a.max_attempts, retry_backoff_s=a.retry_backoff_s)
@@ -60,9 +61,11 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
                              topics=[k.topic_crash_reported],
                              session_timeout_s=settings.analyzer.session_timeout_s)
     producer = KafkaProducer(**opts)
+    from symbol_cache.factory import open_cache, pack_provider
+
     loop = build_loop(settings, consumer=consumer, producer=producer,
                       objects=S3ObjectStore.from_settings(settings.s3), store=store,
-                      metrics=metrics)
+                      metrics=metrics, symbols=pack_provider(open_cache(settings, registry)))
     stop = stop_on_signals("analyzer")
     log.info("analyzer.start", group=settings.analyzer.group_id, topic=k.topic_crash_reported)
     try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from analyzer.analyze import PackProvider
 from analyzer.errors import PermanentAnalyzerError, RetryableAnalyzerError
 from analyzer.signature import Signature, compute_signature
 from analyzer.signature.inputs import signature_input
@@ -73,8 +74,10 @@ class EventProcessor:
     """Turns raw event bytes into a stored crash. Stateless between events."""
 
     def __init__(self, *, objects: ObjectStore, store: CrashStore, report_suffix: str,
-                 block_cache_bytes: int, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 block_cache_bytes: int, symbols: PackProvider | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.objects = objects
+        self.symbols = symbols
         self.store = store
         self.report_suffix = report_suffix
         self.block_cache_bytes = block_cache_bytes
@@ -126,7 +129,7 @@ class EventProcessor:
             src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
                                     block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = analyze(src, flat_index=flat_index)
+            analysis = analyze(src, flat_index=flat_index, symbols=self.symbols)
             report_base = event.dump.key
         report = analysis.report
         sig = compute_signature(signature_input(report))

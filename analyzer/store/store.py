@@ -95,6 +95,9 @@ class StoreStats:
     dead_lettered: int
 
 
+_MIGRATE_LOCK = 0x63726173686D6967  # "crashmig": the advisory lock serializing migrations
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -121,6 +124,10 @@ class CrashStore:
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several analyzers start at once: one migrates, the others wait and then
+                # find the schema current.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

@@ -316,3 +316,31 @@ def test_retention(tmp_path: Path, services: StackInfo, s3_bucket: str, topic: s
     # The newest dumps (by the time kdump wrote them) are the ones kept.
     assert left == [f"dump.20261125200{i}" for i in range(5 - kept, 5)]
     assert len(list(_store(s).list_objects("dumps/"))) == 5  # all shipped regardless
+
+
+def test_flattened_dump_ships_with_its_index_built_while_streaming(
+        tmp_path: Path, services: StackInfo, s3_bucket: str, topic: str,
+        fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    from analyzer.analyze import analyze
+    from analyzer.formats.flattened import FlatIndex, build_index
+    from analyzer.source import LocalFileSource, ObjectStoreSource
+
+    flat = [(m, d) for m, d in fixture_dumps if m["format"] == "kdump-flattened"]
+    assert flat, "no flattened dump in the fixture corpus"
+    m, dump = flat[0]
+    _debian_dump(tmp_path / "crash", "202611252100", dump.read_bytes())
+    s = _settings(tmp_path, services.kafka_bootstrap, services.s3_endpoint, s3_bucket, topic)
+    agent = build_agent(s, registry=CollectorRegistry())
+    assert agent.run_once() is True
+    (ev,) = _consume(services.kafka_bootstrap, topic, 1)
+    assert ev.dump.format == "flattened" and ev.dump.index_key == f"{ev.dump.key}.flatindex"
+    assert ev.kernel_release == m["kernel_release"] and ev.build_id == m["build_id"]
+    store = _store(s)
+    stored = store.get_range(ev.dump.index_key, 0, 64 * MIB)
+    with LocalFileSource(dump) as src:
+        assert stored == build_index(src).to_bytes()  # the one-pass source indexer agrees
+    # With the stored index, analysis from S3 reads a small part of the dump.
+    remote = ObjectStoreSource(store, ev.dump.key or "")
+    report = analyze(remote, flat_index=FlatIndex.from_bytes(stored)).report
+    assert report.kernel.release == m["kernel_release"]
+    assert remote.bytes_fetched < ev.dump.size // 4

@@ -113,3 +113,28 @@ def test_concurrent_redelivery_counts_once(store: CrashStore) -> None:
     assert sum(o.inserted for o in outcomes) == 1
     (cluster,) = store.clusters()
     assert cluster.count == 1
+
+
+def test_concurrent_migrations_on_a_fresh_database(postgres_db: str) -> None:
+    """Analyzers starting together all migrate; exactly one creates the schema."""
+    url = postgres_db.replace("postgresql://", "postgresql+psycopg://", 1)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        s = CrashStore(url)
+        try:
+            s.migrate()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            s.dispose()
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = CrashStore(url)
+    assert s.counts()["crashes"] == 0
+    s.dispose()
