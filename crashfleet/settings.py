@@ -451,8 +451,14 @@ def load_settings(
     return Settings(**sections)
 
 
-# Environment variables with the prefix that are not settings (read by the CLI itself).
-_NON_SETTING_ENV = frozenset({"CRASHFLEET_CONFIG", "CRASHFLEET_CACHE"})
+# Environment variables with the prefix that are not settings: read by the CLI itself, the
+# make targets, the fixture factory and the test suite. Any other CRASHFLEET_* is a typo.
+_NON_SETTING_ENV = frozenset({
+    "CRASHFLEET_CONFIG", "CRASHFLEET_CACHE", "CRASHFLEET_TOOLS", "CRASHFLEET_DEMO_METRICS_PORT",
+    "CRASHFLEET_FIXTURES_DIR", "CRASHFLEET_CORPUS", "CRASHFLEET_COMMITTED",
+    "CRASHFLEET_GUEST_CPUS", "CRASHFLEET_GUEST_MEMORY", "CRASHFLEET_TEST_CORPUS",
+    "CRASHFLEET_TEST_POSTGRES_DSN",
+})
 
 
 def _redact_url(url: str) -> str:
