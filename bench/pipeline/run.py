@@ -175,7 +175,8 @@ def main() -> int:
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         "loopback services; one run.", "",
         "| measure | result |", "| --- | --- |",
-        f"| analyzer throughput ({n_dumps} real dumps, local object store, SQLite) | "
+        f"| analyzer throughput without symbols ({n_dumps} real dumps, local object store, "
+        "SQLite; deep analysis adds about 50 ms per dump, see Analyze) | "
         f"{n_dumps / cpu * 60:.0f} dumps per minute per core ({cpu / n_dumps * 1000:.0f} ms "
         "CPU each) |",
         f"| end-to-end latency, rename into the spool -> counted in /metrics | "
