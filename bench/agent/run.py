@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.docs import write_section
 from crashfleet.stack import Stack
 
 MIB = 1024 * 1024
@@ -134,7 +135,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        _write_section("Agent", "python -m bench.agent.run --write-docs", text)
+        write_section("Agent", f"`python -m bench.agent.run --write-docs`\n\n{text}")
     return 0
 
 
@@ -167,19 +168,6 @@ def _detection_latency(tmp: Path, env: dict[str, str]) -> float:
     finally:
         proc.terminate()
         proc.wait(60)
-
-
-def _write_section(name: str, command: str, body: str) -> None:
-    doc = REPO / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start = f"<!-- bench:{name.lower()} -->"
-    end = f"<!-- /bench:{name.lower()} -->"
-    section = f"{start}\n## {name}\n\n`{command}`\n\n{body}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
 
 
 if __name__ == "__main__":

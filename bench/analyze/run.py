@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from bench.decode.run import CACHE, PY, ROOT, TOOLS, _best, _cases, _mb, _ms, _ratio
+from bench.docs import write_section
 
 _DRGN = ("import sys\nfrom drgn.helpers.linux.printk import get_dmesg\n"
          "print(prog.crashed_thread().stack_trace())\n"
@@ -116,15 +116,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "## Analyze\n\n" + text
-    if "## Analyze\n" in doc:
-        doc = re.sub(r"## Analyze\n.*?(?=\n## |\n<!-- |\Z)",
-                     lambda _m: section.rstrip("\n") + "\n", doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section
-    path.write_text(doc)
+    write_section("Analyze", text)
 
 
 def main() -> None:

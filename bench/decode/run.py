@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.docs import write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
@@ -184,15 +185,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "## Decode\n\n" + text
-    if "## Decode\n" in doc:
-        doc = re.sub(r"## Decode\n.*?(?=\n## |\Z)", lambda _m: section.rstrip("\n") + "\n",
-                     doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section
-    path.write_text(doc)
+    write_section("Decode", text)
 
 
 def main() -> None:

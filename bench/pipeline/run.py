@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.agent.run import _write_section
+from bench.docs import write_section
 from crashfleet.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +189,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        _write_section("Pipeline", "python -m bench.pipeline.run --write-docs", text)
+        write_section("Pipeline", f"`python -m bench.pipeline.run --write-docs`\n\n{text}")
     return 0
 
 

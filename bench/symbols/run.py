@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.docs import write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
@@ -166,15 +167,7 @@ def main() -> int:
     text = markdown(measure())
     print(text)
     if args.write_docs:
-        path = ROOT / "docs" / "benchmarks.md"
-        doc = path.read_text() if path.exists() else "# Benchmarks\n"
-        section = "## Symbols\n\n" + text
-        if "## Symbols\n" in doc:
-            doc = re.sub(r"## Symbols\n.*?(?=\n## |\Z)", lambda _m: section.rstrip("\n") + "\n",
-                         doc, flags=re.S)
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + section
-        path.write_text(doc)
+        write_section("Symbols", text)
     return 0
 
 
