@@ -8,6 +8,7 @@ acknowledged are announced, and announced dumps are never shipped again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import random
@@ -134,7 +135,7 @@ class Agent:
         try:
             fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            if exc.errno == 40:  # ELOOP: replaced by a link since the scan
+            if exc.errno == errno.ELOOP:  # replaced by a link since the scan
                 self._refuse(c.path, "symbolic link")
             return False
         try:
@@ -204,7 +205,7 @@ class Agent:
             log.warning("dump.vanished")
             return
         except OSError as exc:
-            if exc.errno == 40:
+            if exc.errno == errno.ELOOP:
                 raise DumpRefused("symbolic link", path=row.path) from exc
             raise
         try:
