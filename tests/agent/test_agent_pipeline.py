@@ -344,3 +344,21 @@ def test_flattened_dump_ships_with_its_index_built_while_streaming(
     report = analyze(remote, flat_index=FlatIndex.from_bytes(stored)).report
     assert report.kernel.release == m["kernel_release"]
     assert remote.bytes_fetched < ev.dump.size // 4
+
+
+def test_metrics_port_serves_the_agent_metrics(tmp_path: Path, services: StackInfo,
+                                               s3_bucket: str, topic: str) -> None:
+    import urllib.request
+
+    from agent.runtime import run_agent
+
+    _debian_dump(tmp_path / "crash", "202611252200", os.urandom(MIB))
+    port = free_port()
+    s = _settings(tmp_path, services.kafka_bootstrap, services.s3_endpoint, s3_bucket, topic,
+                  metrics_port=port)
+    agent = build_agent(s, registry=CollectorRegistry())
+    assert run_agent(agent, s, once=True) == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert "crashfleet_agent_dumps_shipped_total 1.0" in text
+    assert 'crashfleet_agent_backlog{kind="dumps"} 0.0' in text
