@@ -4,9 +4,9 @@ Memory stays small whatever the part size: a part in flight is a window on the f
 demand (pread), never a buffer; the main thread reads each part once as a stream of 1 MiB
 chunks to hash it.
 The file's SHA-256 is computed while its parts are read, in order, and must equal the digest
-the object is named after (``dumps/<sha256>``); each part's MD5 is compared with the ETag S3
-returns (when it is a plain MD5), so a file that changed under the agent is never published
-under a wrong name. A resumed upload re-reads (but does not re-send) the
+the object is named after (``dumps/<sha256>``), and the file must not have been written to
+while its parts were sent (size and mtime unchanged), so a file that changed under the agent
+is never published under a wrong name. A resumed upload re-reads (but does not re-send) the
 parts S3 already holds, verifying each against the recorded size and ETag.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -89,9 +88,6 @@ def _read_exact(fd: int, offset: int, length: int) -> bytes:
             raise DumpChanged(f"file shrank: short read at offset {offset + len(buf)}")
         buf += chunk
     return bytes(buf)
-
-
-_PLAIN_ETAG = re.compile(r"[0-9a-f]{32}")
 
 
 class _PartReader(io.RawIOBase):
@@ -216,8 +212,8 @@ class Uploader:
         nparts = max(1, -(-size // ps))
         h = hashlib.sha256()
         parts: dict[int, PartInfo] = dict(reused)
-        md5s: dict[int, str] = {}
         sent = 0
+        before = os.fstat(fd)
         pending: set[Future[PartInfo]] = set()
 
         def send(number: int, body: _PartReader) -> PartInfo:
@@ -227,9 +223,6 @@ class Uploader:
 
         def settle(fut: Future[PartInfo]) -> None:
             p = fut.result()
-            # What S3 stored is what was hashed: a plain part ETag is the part's MD5.
-            if _PLAIN_ETAG.fullmatch(p.etag) and p.etag != md5s[p.number]:
-                raise DumpChanged(f"part {p.number} changed while uploading (ETag mismatch)")
             parts[p.number] = p
             on_part(p)
 
@@ -241,15 +234,12 @@ class Uploader:
                     length = min(ps, size - offset)
                     # Hash the part as a stream; the upload thread reads it again from the
                     # page cache, so no part is ever held in memory whole.
-                    md5 = hashlib.md5()
                     pos = offset
                     while pos < offset + length:
                         chunk = _read_exact(fd, pos, min(_READ_CHUNK, offset + length - pos))
                         h.update(chunk)
-                        md5.update(chunk)
                         on_data(chunk)
                         pos += len(chunk)
-                    md5s[number] = md5.hexdigest()
                     if number in reused:
                         if reused[number].size != length:
                             raise DumpChanged(f"part {number} size differs from the journal")
@@ -267,6 +257,12 @@ class Uploader:
                 for fut in pending:
                     fut.cancel()
                 raise
+        after = os.fstat(fd)
+        # The upload threads read the file a second time: it must not have been written to
+        # in between (any write moves mtime), or what S3 holds may differ from what was hashed.
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            self.store.abort_multipart(key, upload_id)
+            raise DumpChanged("file was written to during upload")
         if h.hexdigest() != sha256:
             self.store.abort_multipart(key, upload_id)
             raise DumpChanged(f"file changed during upload: SHA-256 {h.hexdigest()} != {sha256}")
