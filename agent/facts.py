@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyzer.source import ByteSource
 
 __all__ = ["DumpFacts", "FactsReader", "read_facts"]
 
@@ -58,14 +62,14 @@ def read_facts(path: str, with_log: bool = False) -> DumpFacts:
     )
 
 
-def _kernel_log(src: object) -> bytes | None:
+def _kernel_log(src: ByteSource) -> bytes | None:
     from analyzer.errors import AnalyzerError
     from analyzer.formats import open_dump
     from analyzer.logread import read_log
     from analyzer.printk import format_dmesg
 
     try:
-        _info, log = read_log(open_dump(src))  # type: ignore[arg-type]
+        _info, log = read_log(open_dump(src))
     except AnalyzerError:
         return None
     return format_dmesg(log.records)

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,10 +179,11 @@ def postgres_ready(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait(what: str, probe: object, timeout: float, procs: Sequence[ProcessRecord]) -> None:
+def _wait(what: str, probe: Callable[[], bool], timeout: float,
+          procs: Sequence[ProcessRecord]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if probe():  # type: ignore[operator]
+        if probe():
             return
         for rec in procs:
             if not _alive(rec):
@@ -479,13 +480,3 @@ def _dsn_host_port(dsn: str) -> tuple[str, int]:
     host, _, port = rest.partition(":")
     return host or "127.0.0.1", int(port or 5432)
 
-
-@contextlib.contextmanager
-def running_stack(root: Path, **kwargs: object) -> Iterator[StackInfo]:
-    """Context manager: a stack that is up inside the block and down after it."""
-    stack = Stack(root, **kwargs)  # type: ignore[arg-type]
-    info = stack.up()
-    try:
-        yield info
-    finally:
-        stack.down()

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ingest.errors import InvalidRange, ObjectNotFound, PermanentIngestError, UploadNotFound
-from ingest.objectstore import ObjectInfo, PartInfo, SizedReader, body_size
+from ingest.objectstore import ObjectInfo, PartInfo, SizedReader
 
 __all__ = ["LocalObjectStore"]
 
@@ -169,7 +169,7 @@ class LocalObjectStore:
                     md5.update(chunk)
                     out.write(chunk)
         os.replace(tmp, d / f"part-{number:05d}")
-        return PartInfo(number=number, size=body_size(data), etag=md5.hexdigest())
+        return PartInfo(number=number, size=len(data), etag=md5.hexdigest())
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         d = self._upload_dir(key, upload_id)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MIN_PART_SIZE", "ObjectInfo", "ObjectStore", "PartInfo", "SizedReader", "body_size"]
+__all__ = ["MIN_PART_SIZE", "ObjectInfo", "ObjectStore", "PartInfo", "SizedReader"]
 
 # S3's minimum size of every multipart part but the last (5 MiB).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -47,11 +47,6 @@ class SizedReader(Protocol):
     def tell(self) -> int: ...
 
     def __len__(self) -> int: ...
-
-
-def body_size(data: bytes | SizedReader) -> int:
-    """Length in bytes of a part body."""
-    return len(data)
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ from ingest.errors import (
     RetryableIngestError,
     UploadNotFound,
 )
-from ingest.objectstore import ObjectInfo, PartInfo, SizedReader, body_size
+from ingest.objectstore import ObjectInfo, PartInfo, SizedReader
 
 __all__ = ["S3ObjectStore"]
 
@@ -197,12 +197,12 @@ class S3ObjectStore:
                     data: bytes | SizedReader) -> PartInfo:
         try:
             r = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
-                           Body=data, ContentLength=body_size(data))
+                           Body=data, ContentLength=len(data))
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
                 raise UploadNotFound(key, upload_id) from exc
             raise
-        return PartInfo(number=number, size=body_size(data), etag=r["ETag"].strip('"'))
+        return PartInfo(number=number, size=len(data), etag=r["ETag"].strip('"'))
 
     def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:
         parts: list[PartInfo] = []

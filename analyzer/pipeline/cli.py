@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crashfleet.cli import App
+
+if TYPE_CHECKING:
+    from analyzer.store import CrashStore
 
 __all__ = ["register_analyzer", "register_clusters", "register_crashes", "register_run"]
 
@@ -56,7 +60,7 @@ def register_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _store(app: App):  # type: ignore[no-untyped-def]
+def _store(app: App) -> CrashStore:
     from analyzer.store import CrashStore
 
     store = CrashStore(app.settings().store.url)

@@ -132,10 +132,10 @@ class EventProcessor:
             analysis = analyze(src, flat_index=flat_index, symbols=self.symbols)
             report_base = event.dump.key
         report = analysis.report
-        sig = compute_signature(signature_input(report))
+        inputs = signature_input(report)
+        sig = compute_signature(inputs)
         now = self.clock()
-        findings = tuple({"kind": f.kind, "module": f.module}
-                         for f in signature_input(report).findings)
+        findings = tuple({"kind": f.kind, "module": f.module} for f in inputs.findings)
         report_key = report_base + self.report_suffix
         body = report.to_dict()
         body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
