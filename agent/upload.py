@@ -1,8 +1,8 @@
 """Streaming, resumable, checksummed multipart upload of one dump file.
 
 Memory stays small whatever the part size: a part in flight is a window on the file read on
-demand (pread), never a buffer; the main thread reads each part once as a stream of 1 MiB
-chunks to hash it.
+demand (pread, at most 256 KiB at a time), never a buffer; the main thread reads each part
+once, through one reused 1 MiB buffer, to hash it.
 The file's SHA-256 is computed while its parts are read, in order, and must equal the digest
 the object is named after (``dumps/<sha256>``), and the file must not have been written to
 while its parts were sent (size and mtime unchanged), so a file that changed under the agent
@@ -17,7 +17,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +29,9 @@ from ingest.objectstore import ObjectStore, PartInfo
 __all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "part_size_for"]
 
 _READ_CHUNK = 1024 * 1024
+# The most a part body hands out per read (reads may be short): bounds what each upload
+# thread holds at once, whatever the caller asks for.
+_SEND_CHUNK = 256 * 1024
 
 
 class RateLimiter:
@@ -64,16 +67,24 @@ def part_size_for(size: int, minimum: int) -> int:
     return max(minimum, -(-need // mib) * mib)
 
 
+def _chunks(fd: int, start: int, end: int, buf: bytearray) -> Iterator[memoryview]:
+    """Bytes ``[start, end)`` of ``fd`` as views of ``buf``, refilled in place by preadv: a
+    whole-file pass allocates nothing per chunk. Each view is valid until the next one."""
+    view = memoryview(buf)
+    off = start
+    while off < end:
+        n = os.preadv(fd, [view[: min(len(buf), end - off)]], off)
+        if not n:
+            raise DumpChanged(f"file shrank: short read at offset {off}")
+        yield view[:n]
+        off += n
+
+
 def hash_fd(fd: int, size: int) -> str:
-    """SHA-256 (hex) of the first ``size`` bytes of open file ``fd``, read with pread."""
+    """SHA-256 (hex) of the first ``size`` bytes of open file ``fd``."""
     h = hashlib.sha256()
-    off = 0
-    while off < size:
-        chunk = os.pread(fd, min(_READ_CHUNK, size - off), off)
-        if not chunk:
-            raise DumpChanged(f"file shrank while hashing: {off} of {size} bytes")
+    for chunk in _chunks(fd, 0, size, bytearray(_READ_CHUNK)):
         h.update(chunk)
-        off += len(chunk)
     return h.hexdigest()
 
 
@@ -115,16 +126,31 @@ class _PartReader(io.RawIOBase):
         self._pos = min(max(0, base + offset), self._length)
         return self._pos
 
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self._length - self._pos)
+    def read(self, size: int = -1) -> bytes:
+        # One allocation per read: RawIOBase.read would allocate a buffer, read into it and
+        # copy it to bytes. botocore reads 1 MiB at a time to sign a part over plain HTTP,
+        # in every upload thread, so the extra copies add up to megabytes per thread.
+        if size < 0:
+            return self.readall()  # to the end of the window, in bounded reads
+        n = min(size, _SEND_CHUNK, self._length - self._pos)
         if n <= 0:
-            return 0
+            return b""
         data = os.pread(self._fd, n, self._offset + self._pos)
         if not data:
             raise DumpChanged(f"file shrank: short read at offset {self._offset + self._pos}")
-        buffer[: len(data)] = data
         self._pos += len(data)
-        return len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._length - self._pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self._fd, [view[:n]], self._offset + self._pos)
+        if not got:
+            raise DumpChanged(f"file shrank: short read at offset {self._offset + self._pos}")
+        self._pos += got
+        return got
 
 
 @dataclass(frozen=True)
@@ -166,13 +192,14 @@ class Uploader:
         part_size: int | None = None,
         on_start: Callable[[str, int], None] = lambda uid, ps: None,
         on_part: Callable[[PartInfo], None] = lambda p: None,
-        on_data: Callable[[bytes], None] = lambda b: None,
+        on_data: Callable[[memoryview], None] = lambda b: None,
     ) -> UploadResult:
         """Upload ``size`` bytes of ``fd`` to ``key`` unless an object of that size is there.
 
         ``upload_id``/``done_parts``/``part_size`` resume an earlier attempt; ``on_start`` and
         ``on_part`` let the caller journal progress as it happens; ``on_data`` sees every byte
-        of the file once, in order (to build a flattened dump's index while streaming).
+        of the file once, in order (to build a flattened dump's index while streaming), as
+        views of a reused buffer: each is valid only until ``on_data`` returns.
         """
         existing = self.store.head(key)
         if existing is not None and existing.size == size:
@@ -182,7 +209,7 @@ class Uploader:
 
         if size < self.part_size and upload_id is None:
             data = _read_exact(fd, 0, size)
-            on_data(data)
+            on_data(memoryview(data))
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise DumpChanged(f"file no longer has SHA-256 {sha256}")
             self.limiter.take(size)
@@ -211,6 +238,7 @@ class Uploader:
 
         nparts = max(1, -(-size // ps))
         h = hashlib.sha256()
+        buf = bytearray(_READ_CHUNK)
         parts: dict[int, PartInfo] = dict(reused)
         sent = 0
         before = os.fstat(fd)
@@ -234,12 +262,9 @@ class Uploader:
                     length = min(ps, size - offset)
                     # Hash the part as a stream; the upload thread reads it again from the
                     # page cache, so no part is ever held in memory whole.
-                    pos = offset
-                    while pos < offset + length:
-                        chunk = _read_exact(fd, pos, min(_READ_CHUNK, offset + length - pos))
+                    for chunk in _chunks(fd, offset, offset + length, buf):
                         h.update(chunk)
                         on_data(chunk)
-                        pos += len(chunk)
                     if number in reused:
                         if reused[number].size != length:
                             raise DumpChanged(f"part {number} size differs from the journal")

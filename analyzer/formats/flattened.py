@@ -96,7 +96,7 @@ class FlatIndexBuilder:
         self._records: list[tuple[int, int, int]] = []
         self._done = False
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         """Consume the next ``chunk`` of the file (any size, in order)."""
         view = memoryview(chunk)
         i = 0

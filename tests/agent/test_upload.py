@@ -125,3 +125,26 @@ def test_part_size_keeps_within_s3_part_limit(size: int, minimum: int, expected:
     ps = part_size_for(size, minimum)
     assert ps == expected
     assert -(-size // ps) <= MAX_PARTS
+
+
+def test_part_body_is_a_bounded_window_on_the_file(tmp_path: Path) -> None:
+    from agent.upload import _SEND_CHUNK, _PartReader
+
+    fd, _sha, data = _file(tmp_path, 3 * _SEND_CHUNK)
+    lo, n = 1000, 2 * _SEND_CHUNK + 17
+    body = _PartReader(fd, lo, n)
+    assert len(body) == n
+    first = body.read(10 * _SEND_CHUNK)  # a big ask is served in bounded pieces
+    assert first == data[lo:lo + _SEND_CHUNK]
+    assert body.read() == data[lo + _SEND_CHUNK:lo + n]  # read() still means "to the end"
+    assert body.read(5) == b""
+    body.seek(-7, os.SEEK_END)
+    buf = bytearray(100)
+    assert body.readinto(buf) == 7 and bytes(buf[:7]) == data[lo + n - 7:lo + n]
+    body.seek(0)
+    assert body.read() == data[lo:lo + n]  # seekable again for a retried request
+    os.truncate(tmp_path / "dump", lo + 10)
+    body.seek(20)
+    with pytest.raises(DumpChanged):
+        body.read(10)
+    os.close(fd)
