@@ -229,6 +229,7 @@ class Agent:
         if sha is None:
             sha = hash_fd(fd, row.size)
             self.journal.set_hash(row.id, sha, self.cfg.dumps_prefix + sha)
+        t_hashed = time.monotonic()
         base = self.cfg.dumps_prefix + sha
         meta = {"sha256": sha, "host": self.identity.hostname,
                 "machine-id": self.identity.machine_id, "format": facts.format}
@@ -254,7 +255,8 @@ class Agent:
                         self.store.put(index_key, build_index(src).to_bytes(), {"sha256": sha})
             log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
                      reused_parts=result.reused_parts, already_stored=result.already_stored,
-                     seconds=round(time.monotonic() - t0, 3))
+                     seconds=round(time.monotonic() - t_hashed, 3),
+                     header_and_hash_seconds=round(t_hashed - t0, 3))
         dmesg = self._dmesg_bytes(row, facts)
         dmesg_key = None
         if dmesg is not None:
