@@ -13,7 +13,7 @@ export CRASHFLEET_CACHE ?= $(HOME)/.cache/crashfleet
 setup: $(STAMP)
 
 # Re-install whenever the lock file or the project metadata changes.
-$(STAMP): requirements.lock requirements-build.lock pyproject.toml scripts/setup-system.sh
+$(STAMP): requirements.lock requirements-build.lock pyproject.toml scripts/setup-system.sh Makefile
 	bash scripts/setup-system.sh
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "crashfleet needs Python 3.11 or newer"; exit 2; }
@@ -22,7 +22,10 @@ $(STAMP): requirements.lock requirements-build.lock pyproject.toml scripts/setup
 	# so that every package, build tools included, is the locked, hash-checked version.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-build.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-build-isolation -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	# editable_mode=compat: a plain path in a .pth file. The default import-hook finder costs
+	# every crashfleet command about 10 ms of start-up (it imports pathlib and importlib.util).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	  --config-settings editable_mode=compat -e .
 	touch $(STAMP)
 
 lint: setup
