@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from analyzer._oops_rules import RULES, Builder, headline_kind, r_trace
+from analyzer._oops_rules import HEADLINE_HINT, RULES, Builder, headline_kind, r_trace
 from analyzer.oops_records import (
     CodeLocation,
     Frame,
@@ -50,6 +50,9 @@ _PANIC_CLASSES = (
     (re.compile(r"Out of memory"), "out_of_memory"),
 )
 _MAX_LINE = 4096
+# Outside an oops a line matters only if one of these can match it: one search passes over
+# the ordinary log lines (nearly all of them).
+_OUTSIDE_HINT = re.compile(r"Kernel (?:panic|Offset)|Linux version |" + HEADLINE_HINT)
 
 
 def classify(oops: Oops) -> tuple[str, tuple[str, ...]]:
@@ -85,6 +88,8 @@ def parse_log(text: str) -> LogAnalysis:
             oopses.append(b.o)
 
     for i, raw in enumerate(lines):
+        if cur is None and not _OUTSIDE_HINT.search(raw):
+            continue
         line = raw[:_MAX_LINE].rstrip()
         stripped = line.strip()
         m = _PANIC.match(stripped)

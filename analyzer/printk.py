@@ -31,7 +31,7 @@ _CALLER_CPU = 0x80000000
 # Bounds from the kernel's limits (CONFIG_LOG_BUF_SHIFT <= 25, PRB_AVGBITS = 5), with headroom.
 MAX_SIZE_BITS = 28
 MAX_COUNT_BITS = 24
-_WINDOW = 256 * 1024
+_WINDOW = 16 * 1024  # a few pages: the ring arrays are mostly unused on a short log
 _MAX_NOTES = 16
 
 
@@ -96,16 +96,35 @@ class _Window:
                 vaddr += n
             return b"".join(parts)
 
-    def get(self, off: int, n: int) -> bytes:
+    def view(self, off: int, n: int) -> tuple[bytes, int]:
+        """The cached bytes holding ``[off, off + n)`` and where that range starts in them."""
         if off < 0 or off + n > self.total:
             raise CorruptDump(f"read of {n} bytes at {off:#x} outside a {self.total:#x}-byte "
                               f"array", offset=self.base + off, space="virt")
-        if not (self._start <= off and off + n <= self._start + len(self._data)):
+        s = off - self._start
+        if s < 0 or s + n > len(self._data):
             length = min(max(_WINDOW, n), self.total - off)
             self._data = self._load(self.base + off, length)
-            self._start = off
-        s = off - self._start
-        return self._data[s : s + n]
+            self._start, s = off, 0
+        return self._data, s
+
+    def get(self, off: int, n: int) -> bytes:
+        data, s = self.view(off, n)
+        return data[s : s + n]
+
+
+def _layout(size: int, fields: list[tuple[int, str]]) -> struct.Struct:
+    """A little-endian Struct of exactly ``size`` bytes reading ``fields`` (offset, format
+    code), in the order given: one unpack per record instead of one per field."""
+    fmt, pos = "<", 0
+    for off, code in fields:
+        if off < pos:  # overlapping or out of order: VMCOREINFO offsets no kernel has
+            raise CorruptDump(f"printk record fields overlap at offset {off}")
+        fmt += f"{off - pos}x{code}" if off > pos else code
+        pos = off + struct.calcsize("<" + code)
+    if pos > size:
+        raise CorruptDump(f"printk record fields end at {pos}, past the {size}-byte record")
+    return struct.Struct(fmt + (f"{size - pos}x" if size > pos else ""))
 
 
 def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
@@ -136,14 +155,31 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
     descs = _Window(mem, descs_addr, count * desc_size)
     infos = _Window(mem, infos_addr, count * info_size)
     text = _Window(mem, data_addr, size)
-    sv_off = o("prb_desc.state_var") + counter
     lpos = o("prb_desc.text_blk_lpos")
-    lb, ln = lpos + o("prb_data_blk_lpos.begin"), lpos + o("prb_data_blk_lpos.next")
-    i_seq, i_ts, i_len = o("printk_info.seq"), o("printk_info.ts_nsec"), o("printk_info.text_len")
+    desc_fields = sorted([(o("prb_desc.state_var") + counter, "sv"),
+                          (lpos + o("prb_data_blk_lpos.begin"), "begin"),
+                          (lpos + o("prb_data_blk_lpos.next"), "next")])
+    desc_rec = _layout(desc_size, [(off, "Q") for off, _ in desc_fields])
+    desc_pick = [name for _, name in desc_fields]
     i_caller = info.offsets.get("printk_info.caller_id")
+    info_fields = sorted([(o("printk_info.seq"), "Q", "seq"), (o("printk_info.ts_nsec"), "Q", "ts"),
+                          (o("printk_info.text_len"), "H", "len")]
+                         + ([(i_caller, "I", "caller")] if i_caller is not None else []))
+    info_rec = _layout(info_size, [(off, code) for off, code, _ in info_fields])
+    info_pick = [name for _, _, name in info_fields]
+    d_sv, d_begin, d_next = (desc_pick.index(k) for k in ("sv", "begin", "next"))
+    i_seq, i_ts, i_len = (info_pick.index(k) for k in ("seq", "ts", "len"))
+    i_call = info_pick.index("caller") if i_caller is not None else -1
 
     notes: list[str] = []
     failures = 0
+
+    def failed(what: str, exc: AnalyzerError) -> None:
+        nonlocal failures
+        failures += 1
+        if failures <= _MAX_NOTES:
+            notes.append(f"{what}: {exc}")
+
     span = (head_id - tail_id) & _DESC_ID_MASK
     if span >= count:
         notes.append(f"tail_id {tail_id:#x} to head_id {head_id:#x} spans {span + 1} ids, more "
@@ -151,40 +187,47 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
         tail_id = (head_id - count + 1) & _DESC_ID_MASK
         span = count - 1
     records: list[LogRecord] = []
-    for step in range(span + 1):
-        rid = (tail_id + step) & _DESC_ID_MASK
-        idx = rid % count
+    per_chunk = max(1, _WINDOW // desc_size)
+    step = 0
+    while step <= span:
+        # Descriptors of consecutive ids sit side by side (until the array wraps): read a
+        # window of them at once and unpack it in one call.
+        rid0 = (tail_id + step) & _DESC_ID_MASK
+        idx0 = rid0 % count
+        n = min(span + 1 - step, count - idx0, per_chunk)
+        step += n
         try:
-            d = descs.get(idx * desc_size, desc_size)
-            (sv,) = struct.unpack_from("<Q", d, sv_off)
+            data, at = descs.view(idx0 * desc_size, n * desc_size)
+        except AnalyzerError as exc:
+            failed(f"descriptors {rid0:#x}..{rid0 + n - 1:#x}", exc)
+            continue
+        block = memoryview(data)[at : at + n * desc_size]
+        for k, d in enumerate(desc_rec.iter_unpack(block)):
+            rid = (rid0 + k) & _DESC_ID_MASK
+            sv, begin, nxt = d[d_sv], d[d_begin], d[d_next]
             if sv & _DESC_ID_MASK != rid or (sv >> 62) not in (1, 2):
                 continue
-            (begin,) = struct.unpack_from("<Q", d, lb)
-            (nxt,) = struct.unpack_from("<Q", d, ln)
             if begin & 1 or nxt & 1 or begin == nxt:
                 continue  # data-less record
-            inf = infos.get(idx * info_size, info_size)
-            (seq,) = struct.unpack_from("<Q", inf, i_seq)
-            (ts,) = struct.unpack_from("<Q", inf, i_ts)
-            (tlen,) = struct.unpack_from("<H", inf, i_len)
-            caller = struct.unpack_from("<I", inf, i_caller)[0] if i_caller is not None else None
-            if begin // size == (nxt - 1) // size:
-                start, avail = begin % size, nxt - begin
-            elif (begin + size) // size == (nxt - 1) // size:
-                start, avail = 0, nxt % size or size  # wrapped: the block restarts at 0
-            else:
-                raise CorruptDump(f"text block {begin:#x}..{nxt:#x} is invalid",
-                                  offset=descs_addr + idx * desc_size, space="virt")
-            avail -= 8  # the block starts with its descriptor id
-            if avail < 0 or start + 8 + avail > size:
-                raise CorruptDump(f"text block of {avail + 8} bytes is invalid",
-                                  offset=descs_addr + idx * desc_size, space="virt")
-            n = min(tlen, avail)
-            records.append(LogRecord(seq, ts, caller, text.get(start + 8, n)))
-        except AnalyzerError as exc:
-            failures += 1
-            if failures <= _MAX_NOTES:
-                notes.append(f"record id {rid:#x}: {exc}")
+            idx = idx0 + k
+            try:
+                inf = info_rec.unpack_from(*infos.view(idx * info_size, info_size))
+                if begin // size == (nxt - 1) // size:
+                    start, avail = begin % size, nxt - begin
+                elif (begin + size) // size == (nxt - 1) // size:
+                    start, avail = 0, nxt % size or size  # wrapped: the block restarts at 0
+                else:
+                    raise CorruptDump(f"text block {begin:#x}..{nxt:#x} is invalid",
+                                      offset=descs_addr + idx * desc_size, space="virt")
+                avail -= 8  # the block starts with its descriptor id
+                if avail < 0 or start + 8 + avail > size:
+                    raise CorruptDump(f"text block of {avail + 8} bytes is invalid",
+                                      offset=descs_addr + idx * desc_size, space="virt")
+                records.append(LogRecord(inf[i_seq], inf[i_ts],
+                                         inf[i_call] if i_call >= 0 else None,
+                                         text.get(start + 8, min(inf[i_len], avail))))
+            except AnalyzerError as exc:
+                failed(f"record id {rid:#x}", exc)
     if failures > _MAX_NOTES:
         notes.append(f"... {failures - _MAX_NOTES} more unreadable records")
     partial = bool(notes)
@@ -214,9 +257,13 @@ _PLAIN = bytes(c for c in range(256) if len(_ESCAPE[c]) == 1 and c != 0x0A)
 
 def format_record(r: LogRecord) -> bytes:
     """One record as ``makedumpfile --dump-dmesg`` prints it (with trailing newline)."""
-    prefix = b"[%5d.%06d] " % (r.ts_nsec // 1_000_000_000, r.ts_nsec % 1_000_000_000 // 1000)
-    if r.caller_id is not None:
-        prefix += b"[%8s] " % (r.caller or "").encode()
+    ts, cid = r.ts_nsec, r.caller_id
+    if cid is None:
+        prefix = b"[%5d.%06d] " % (ts // 1_000_000_000, ts % 1_000_000_000 // 1000)
+    else:
+        caller = b"%c%d" % (67 if cid & _CALLER_CPU else 84, cid & ~_CALLER_CPU)  # C / T
+        prefix = b"[%5d.%06d] [%8s] " % (ts // 1_000_000_000, ts % 1_000_000_000 // 1000,
+                                         caller)
     body = r.text
     if body.translate(None, _PLAIN):  # something needs escaping or indenting
         body = b"".join(_ESCAPE[c] for c in body)
@@ -226,4 +273,4 @@ def format_record(r: LogRecord) -> bytes:
 
 def format_dmesg(records: Iterable[LogRecord]) -> bytes:
     """All records, as ``makedumpfile --dump-dmesg`` writes them."""
-    return b"".join(format_record(r) for r in records)
+    return b"".join([format_record(r) for r in records])

@@ -70,6 +70,33 @@ def test_ring_wrapping(start: int, fixed_wrap: bool) -> None:
     assert [r.seq for r in log.records] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("window", [64, 4096, 16 * 1024])
+def test_descriptors_read_in_chunks_across_the_array_wrap(
+        monkeypatch: pytest.MonkeyPatch, window: int) -> None:
+    """Descriptors are unpacked a window at a time; ids 50..89 of a 64-slot array wrap from
+    slot 63 to slot 0, and a tiny window splits them into many chunks: same records."""
+    import analyzer.printk as printk
+
+    recs = [(f"record {i}".encode(), 1000 * i, i) for i in range(40)]
+    mem, info = kit.printk_memory(recs, size_bits=12, count_bits=6, first_id=50)
+    monkeypatch.setattr(printk, "_WINDOW", window)
+    vm = parse_vmcoreinfo(info)
+    log = read_printk(KernelMemory(lambda a, n: bytes(mem[a : a + n]), vm), vm)
+    assert [(r.text, r.ts_nsec, r.caller_id) for r in log.records] == recs
+    assert [r.seq for r in log.records] == list(range(40)) and not log.partial
+
+
+def test_overlapping_record_fields_are_corrupt() -> None:
+    """VMCOREINFO offsets that put two printk_info fields on top of each other (no kernel
+    does) give a typed error, not a misread."""
+    mem, info = kit.printk_memory(RECORDS)
+    bad = info.replace(b"OFFSET(printk_info.ts_nsec)=8", b"OFFSET(printk_info.ts_nsec)=4")
+    assert bad != info
+    vm = parse_vmcoreinfo(bad)
+    with pytest.raises(CorruptDump, match="overlap"):
+        read_printk(KernelMemory(lambda a, n: bytes(mem[a : a + n]), vm), vm)
+
+
 def test_escapes_like_makedumpfile() -> None:
     r = LogRecord(0, 12_345_678_901, 42, b"a\x01b\xe9c\tline1\nline2")
     assert format_record(r) == (b"[   12.345678] [     T42] a\\x01b\\xffffffe9c\tline1\n"
