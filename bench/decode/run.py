@@ -5,11 +5,15 @@ in the same run, wall time and peak RSS of:
 
 - ``decode``: crashfleet's log + oops decode timed in-process (imports excluded);
 - ``cli``: the whole ``crashfleet analyze --log DUMP`` command;
-- ``makedumpfile --dump-dmesg`` (kdump and ELF dumps; it cannot read flattened input);
+- ``makedumpfile --dump-dmesg`` (kdump and ELF dumps; it cannot read flattened input, so each
+  flattened fixture is also measured as ``makedumpfile -R`` rebuilds it, a "(-R)" row, which
+  every tool reads);
 - ``crash`` (``log``) and drgn (``get_dmesg``), which load the debug vmlinux, on the first
   ``--crash`` cases only (they take seconds each).
 
-Peak RSS comes from ``wait4`` of each child. Results go to stdout as a Markdown table and, with
+The project's bytecode is compiled first, as pip does when it installs a package: a checkout
+run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module on every run.
+Peak RSS comes from GNU time of each child. Results go to stdout as a Markdown table and, with
 ``--write-docs``, into the "Decode" section of ``docs/benchmarks.md``.
 """
 
@@ -79,6 +83,24 @@ def _cases(corpus: bool) -> list[tuple[str, Path, dict]]:
                     size is None or size == dump.stat().st_size):
                 out[m.parent.name] = (m.parent.name, dump, man)
     return list(out.values())
+
+
+def _rearranged(case: str, dump: Path) -> Path | None:
+    """The flattened ``dump`` as ``makedumpfile -R`` turns it into a kdump-compressed file
+    (cached); None without makedumpfile."""
+    mkd = TOOLS / "makedumpfile"
+    if not mkd.exists():
+        return None
+    out = CACHE / "bench" / "rearranged" / f"{case}-{dump.stat().st_size}.kdump"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        with dump.open("rb") as fin:
+            subprocess.run([str(mkd), "-R", str(tmp)], stdin=fin, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp.rename(out)
+    return out
 
 
 def _cli_cmd(dump: Path) -> list[str]:
@@ -201,7 +223,15 @@ def main() -> None:
         cases = cases[: args.limit]
     if not cases:
         sys.exit("no fixtures found")
-    rows = []
+    for case, dump, man in list(cases):
+        if man.get("format") == "flattened":
+            kdump = _rearranged(case, dump)
+            if kdump is not None:
+                cases.append((f"{case} (-R)", kdump, {**man, "format": "kdump"}))
+    subprocess.run([PY, "-m", "compileall", "-q", *(str(ROOT / p) for p in (
+        "crashfleet", "agent", "ingest", "analyzer", "symbol_cache"))], check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    rows: list[dict] = []
     for case, dump, man in cases:
         try:
             rows.append(measure(case, dump, man, args.repeat, heavy=len(rows) < args.crash))
