@@ -224,7 +224,7 @@ def main() -> None:
     if not cases:
         sys.exit("no fixtures found")
     for case, dump, man in list(cases):
-        if man.get("format") == "flattened":
+        if str(man.get("format", "")).endswith("flattened"):
             kdump = _rearranged(case, dump)
             if kdump is not None:
                 cases.append((f"{case} (-R)", kdump, {**man, "format": "kdump"}))
@@ -246,8 +246,10 @@ def main() -> None:
         "debug vmlinux); RSS is each process's peak. `decode` is the log + oops decode timed "
         "inside one process after imports; `analyze --log` is the whole command including the "
         "Python interpreter's start-up. makedumpfile cannot read flattened input (it needs "
-        "`makedumpfile -R` first) and fails on QEMU's ELF layout (program headers after a "
-        "section header): those cells are n/a.\n\n" + summary(rows) + "\n" + table(rows))
+        "`makedumpfile -R` first: each flattened fixture also has a (-R) row, the file "
+        "`makedumpfile -R` rebuilds, which every tool reads) and fails on QEMU's ELF layout "
+        "(program headers after a section header): those cells are n/a.\n\n"
+        + summary(rows) + "\n" + table(rows))
     print(text)
     if args.write_docs:
         write_docs(text)
