@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -357,7 +358,15 @@ class Stack:
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
             "-master.telemetry=false",
         ]
-        self._spawn("s3", argv, started)
+        # SSE-S3 needs a key-encryption key; without one SeaweedFS refuses AES256 requests. A
+        # random one per stack, kept beside its data so a restarted stack still reads them.
+        kek = data / "sse-s3.kek"
+        if not kek.exists():
+            fd = os.open(kek, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        env = {**os.environ, "WEED_S3_SSE_KEK": kek.read_text().strip()}
+        self._spawn("s3", argv, started, env=env)
         return f"http://{self.host}:{s3_port}"
 
     def _s3_ready(self, endpoint: str) -> bool:
