@@ -22,6 +22,7 @@ SLOT_SHIFT = 40
 
 _MAX_SYMBOLS = 4_000_000
 _MAX_NAME = 4096
+_MAX_NAME_HITS = 64  # occurrences of one name tried before giving up (malformed packs)
 
 # ELF constants (elf.h)
 _STB_LOCAL, _STB_GLOBAL, _STB_WEAK = 0, 1, 2
@@ -84,7 +85,6 @@ class SymbolTable:
         self.elf_sizes = elf_sizes
         self.kinds = kinds
         self._names = names if isinstance(names, Lazy) else Lazy.of(names)
-        self._by_name: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.addrs)
@@ -166,11 +166,29 @@ class SymbolTable:
                          chr(self.kinds[first]))
 
     def address_of(self, name: str) -> int | None:
-        """Link-time address of symbol ``name`` (the first when names repeat), or None."""
-        if self._by_name is None:
-            table: dict[str, int] = {}
-            for i in range(len(self.addrs)):
-                table.setdefault(self.name_at(i), i)
-            self._by_name = table
-        idx = self._by_name.get(name)
-        return None if idx is None else self.addrs[idx]
+        """Link-time address of symbol ``name`` (the lowest-indexed when names repeat), or None.
+
+        The name is searched in the NUL-separated name blob and its symbol found by the name's
+        offset: no index by name is built (a dict of 190,000 kernel names costs tens of MB
+        and half a second, for the handful of names a caller asks for)."""
+        key = name.encode()
+        if not key or b"\0" in key:
+            return None
+        blob = self.names
+        pos = 0 if blob.startswith(key + b"\0") else -1
+        start = 0
+        for _ in range(_MAX_NAME_HITS):
+            if pos < 0:
+                hit = blob.find(b"\0" + key + b"\0", start)
+                if hit < 0:
+                    return None
+                pos = hit + 1
+            offs = self.name_offs
+            i = bisect.bisect_left(offs, pos)  # names are stored in symbol order
+            if i < len(offs) and offs[i] == pos:
+                return int(self.addrs[i])
+            try:
+                return int(self.addrs[offs.index(pos)])  # offsets out of order: a bad pack
+            except ValueError:  # bytes that start no symbol's name (a malformed pack)
+                start, pos = pos, -1
+        return None

@@ -11,36 +11,12 @@ from dataclasses import dataclass, field
 
 from analyzer.errors import AnalyzerError
 from analyzer.x86_64 import START_KERNEL_MAP, KernelMemory
-from symbol_cache import SymbolHit, SymbolPack, SymbolTable
+from symbol_cache import SymbolHit, SymbolPack
 
-__all__ = ["MAX_READS", "Context", "find_symbol"]
+__all__ = ["MAX_READS", "Context"]
 
 MAX_READS = 200_000
 _KERNEL_IMAGE_END = 0xFFFFFFFFC0000000
-
-
-def find_symbol(table: SymbolTable, name: str) -> int | None:
-    """Link-time address of symbol ``name``, the lowest-indexed one when names repeat.
-
-    ``SymbolTable.address_of`` builds a dict of every name on first use (~0.5 s and tens of MB
-    for 190,000 symbols); the few names an analysis needs are found directly in the
-    NUL-separated name blob instead, and the symbol by its name offset."""
-    blob = table.names
-    key = name.encode()
-    start = 0
-    for _ in range(64):  # a name occurs a few times at most as a whole string
-        if start == 0 and blob.startswith(key + b"\0"):
-            pos = 0
-        else:
-            hit = blob.find(b"\0" + key + b"\0", max(start - 1, 0))
-            if hit < 0:
-                return None
-            pos = hit + 1
-        try:
-            return int(table.addrs[table.name_offs.index(pos)])
-        except ValueError:  # those bytes end a longer name's storage; look further
-            start = pos + 1
-    return table.address_of(name)
 
 
 @dataclass
@@ -57,9 +33,9 @@ class Context:
 
     # -- addresses -------------------------------------------------------------------------
     def link_address(self, name: str) -> int | None:
-        """Link-time address of symbol ``name`` (see :func:`find_symbol`)."""
+        """Link-time address of symbol ``name`` (``SymbolTable.address_of``), cached."""
         if name not in self._addr_cache:
-            self._addr_cache[name] = find_symbol(self.pack.symbols, name)
+            self._addr_cache[name] = self.pack.symbols.address_of(name)
         return self._addr_cache[name]
 
     def symbol(self, name: str) -> int | None:

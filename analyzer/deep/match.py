@@ -8,7 +8,6 @@ plus the KASLR slide) equals the pack's banner.
 
 from __future__ import annotations
 
-from analyzer.deep.context import find_symbol
 from analyzer.errors import AnalyzerError
 from analyzer.vmcoreinfo import VmcoreInfo
 from analyzer.x86_64 import KernelMemory
@@ -39,7 +38,7 @@ def match_pack(info: VmcoreInfo, pack: SymbolPack, mem: KernelMemory) -> str:
     if info.osrelease is None or pack.meta.release != info.osrelease:
         raise PackMismatch(f"pack release {pack.meta.release!r} is not the dump's "
                            f"{info.osrelease!r}")
-    addr = find_symbol(pack.symbols, "linux_banner")
+    addr = pack.symbols.address_of("linux_banner")
     if addr is None or not pack.meta.banner:
         raise PackMismatch("no linux_banner to compare")
     try:
