@@ -20,15 +20,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.decode.run import CACHE, PY, ROOT, TOOLS, _best, _cases, _mb, _ms, _ratio
+from bench.decode.run import CACHE, PY, ROOT, TOOLS, _best, _cases
 from bench.docs import write_section
+from bench.fmt import mb as _mb
+from bench.fmt import median_of, median_ratio
+from bench.fmt import ms as _ms
+from bench.fmt import ratio as _ratio
 
 _DRGN = ("import sys\nfrom drgn.helpers.linux.printk import get_dmesg\n"
          "print(prog.crashed_thread().stack_trace())\n"
@@ -99,12 +102,10 @@ def table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
     def med(key: str) -> float | None:
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return statistics.median(vals) if vals else None
+        return median_of(rows, key)
 
     def med_ratio(a: str) -> str:
-        vals = [r[a] / r["proc_s"] for r in rows if r.get(a) and not r.get(f"{a[:-2]}_failed")]
-        return f"{statistics.median(vals):.1f}x over {len(vals)}" if vals else "n/a"
+        return median_ratio(rows, a, "proc_s", skip=lambda r: bool(r.get(f"{a[:-2]}_failed")))
 
     rss = max((r["rss"] for r in rows), default=0)
     return (f"Median times: analysis in-process {_ms(med('analyze_s'))}, pack open "

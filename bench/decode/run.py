@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,10 @@ import time
 from pathlib import Path
 
 from bench.docs import write_section
+from bench.fmt import mb as _mb
+from bench.fmt import median_of, median_ratio
+from bench.fmt import ms as _ms
+from bench.fmt import ratio as _ratio
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
@@ -154,18 +157,6 @@ def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
     return row
 
 
-def _ms(s: float | None) -> str:
-    return "n/a" if s is None else f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def _mb(k: int | None) -> str:
-    return "n/a" if not k else f"{k / 1024:.0f} MB"
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.1f}x"
-
-
 def table(rows: list[dict]) -> str:
     head = ("| case | format | decode (log+oops, in-process) | `analyze --log` | makedumpfile "
             "--dump-dmesg | crash `log` | drgn | decode / mkd | cli / mkd | crash / cli | "
@@ -186,13 +177,11 @@ def table(rows: list[dict]) -> str:
 def summary(rows: list[dict]) -> str:
     """Medians of the per-dump ratios, each over the dumps where both tools ran."""
 
-    def med_ratio(a: str, b: str) -> str:
-        vals = [r[a] / r[b] for r in rows if r.get(a) and r.get(b)]
-        return f"{statistics.median(vals):.1f}x over {len(vals)}" if vals else "n/a"
-
     def med(key: str) -> float | None:
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return statistics.median(vals) if vals else None
+        return median_of(rows, key)
+
+    def med_ratio(a: str, b: str) -> str:
+        return median_ratio(rows, a, b)
 
     rss = max((r["decode_rss"] for r in rows), default=0)
     crss = max((r["cli_rss"] for r in rows), default=0)

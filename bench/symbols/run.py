@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.docs import write_section
+from bench.fmt import ms as _ms
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
@@ -122,10 +123,6 @@ def measure() -> dict[str, Any]:
         if out.returncode == 0:
             res["drgn_s"] = float(out.stdout.strip().splitlines()[-1])
     return res
-
-
-def _ms(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def markdown(res: dict[str, Any]) -> str:
