@@ -129,14 +129,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["auto", "json", "console"])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (_module, help_text) in COMMANDS.items():
-        if only is None:
-            _register(sub, name)
-        elif name == only:
-            # Fast path: just the chosen command. The others would only be listed by
-            # --help, which asks for no command, and each parser costs start-up time.
-            _register(sub, name)
-            break
+    # With a command named, only its parser is built (the fast path): the others would only
+    # be listed by --help, which names no command, and each parser costs start-up time.
+    for name in COMMANDS if only is None else (only,):
+        _register(sub, name)
     return parser
 
 
