@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ..fixtures.identity import is_recorded_dump
+
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "tests" / "fixtures" / "dumps"
 CORPUS = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet")) / \
@@ -38,14 +40,13 @@ class Case:
         return CORPUS / self.name / self.manifest["dump"]
 
     def usable(self) -> bool:
-        """The dump exists and is the one the oracles were made from (same size as recorded;
-        a regenerated corpus holds a different boot)."""
-        try:
-            size = self.dump.stat().st_size
-        except OSError:
-            return False
-        want = self.manifest.get("files", {}).get(self.manifest["dump"], {}).get("size")
-        return want is None or want == size
+        """The dump exists and is the one the oracles were made from (a regenerated corpus
+        holds other boots under the same names): a committed dump by its size, a corpus
+        one by its SHA-256 (sizes can agree by chance)."""
+        if self.dump.parent == self.dir:
+            want = self.manifest.get("files", {}).get(self.manifest["dump"], {}).get("size")
+            return self.dump.exists() and (want is None or want == self.dump.stat().st_size)
+        return is_recorded_dump(self.dump, self.manifest)
 
     def oracle(self, key: str) -> str | None:
         name = self.manifest.get("oracles", {}).get(key)
