@@ -1,8 +1,9 @@
 """Findings from memory, each with its evidence: an ordered table of small rules.
 
-Each rule takes the :class:`Facts` of one analysis and returns its findings; a rule that fails
-records a note and the others still run. Order matters only for presentation: the most
-specific finding (use after unload) first.
+Each rule takes the :class:`Facts` of one analysis and returns its findings, as the report's
+own :class:`~analyzer.report.FindingInfo` records; a rule that fails records a note and the
+others still run. Order matters only for presentation: the most specific finding (use after
+unload) first.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from analyzer.deep.modules import ModuleRecord
 from analyzer.deep.tasks import TaskRecord
 from analyzer.deep.unwind import MemFrame
+from analyzer.report import FindingInfo
 
-__all__ = ["MODULES_END", "MODULES_VADDR", "DeepFinding", "Facts", "find"]
+__all__ = ["MODULES_END", "MODULES_VADDR", "Facts", "find"]
 
 # x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): it starts where the
 # kernel image mapping ends (0xffffffffa0000000 with a 512 MiB image, 0xffffffffc0000000 with
@@ -22,19 +24,6 @@ __all__ = ["MODULES_END", "MODULES_VADDR", "DeepFinding", "Facts", "find"]
 MODULES_VADDR = 0xFFFFFFFFA0000000
 MODULES_END = 0xFFFFFFFFFF000000
 _NULL_PAGE = 4096
-
-
-@dataclass(frozen=True)
-class DeepFinding:
-    """``kind`` (``use-after-module-unload``, ``null-pointer-dereference``, ``bug``,
-    ``warning``), the ``module`` it names, the code ``address`` involved, the ``thread``
-    (``comm`` and pid), and ``evidence`` sentences saying what in memory supports it."""
-
-    kind: str
-    module: str | None
-    address: int | None
-    thread: str | None
-    evidence: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +61,7 @@ def _fault_frame(f: Facts) -> MemFrame | None:
     return f.frames[0] if f.frames else None
 
 
-def _use_after_unload(f: Facts) -> list[DeepFinding]:
+def _use_after_unload(f: Facts) -> list[FindingInfo]:
     if not f.last_unloaded:
         return []
     for fr in f.frames:
@@ -81,7 +70,7 @@ def _use_after_unload(f: Facts) -> list[DeepFinding]:
         if any(m.contains(fr.address) for m in f.modules):
             continue
         how = "the exception RIP" if fr.exception else "a reliable frame"
-        return [DeepFinding(
+        return [FindingInfo(
             "use-after-module-unload", f.last_unloaded, fr.address, _thread(f),
             (f"{how} {fr.address:#x} is in the module area but inside no loaded module "
              f"({len(f.modules)} loaded)",
@@ -89,18 +78,18 @@ def _use_after_unload(f: Facts) -> list[DeepFinding]:
     return []
 
 
-def _null_deref(f: Facts) -> list[DeepFinding]:
+def _null_deref(f: Facts) -> list[FindingInfo]:
     if f.klass != "page_fault" or f.fault_address is None or f.fault_address >= _NULL_PAGE:
         return []
     fr = _fault_frame(f)
-    return [DeepFinding(
+    return [FindingInfo(
         "null-pointer-dereference", fr.module if fr else None, fr.address if fr else None,
         _thread(f),
         (f"faulting data address {f.fault_address:#x} is in the NULL page",
          f"faulting code {fr}" if fr else "faulting code unknown"))]
 
 
-def _bug_warn(f: Facts) -> list[DeepFinding]:
+def _bug_warn(f: Facts) -> list[FindingInfo]:
     if f.klass not in ("kernel_bug", "bug", "warning"):
         return []
     fr = _fault_frame(f)
@@ -115,21 +104,21 @@ def _bug_warn(f: Facts) -> list[DeepFinding]:
         evidence.append(f"the trapping instruction is at {line}")
     if fr is not None:
         evidence.append(f"in {fr}")
-    return [DeepFinding("warning" if f.klass == "warning" else "bug",
+    return [FindingInfo("warning" if f.klass == "warning" else "bug",
                         fr.module if fr else None, fr.address if fr else None, _thread(f),
                         tuple(evidence))]
 
 
-RULES: tuple[Callable[[Facts], list[DeepFinding]], ...] = (
+RULES: tuple[Callable[[Facts], list[FindingInfo]], ...] = (
     _use_after_unload,  # most specific first
     _null_deref,
     _bug_warn,
 )
 
 
-def find(facts: Facts, notes: list[str]) -> tuple[DeepFinding, ...]:
+def find(facts: Facts, notes: list[str]) -> tuple[FindingInfo, ...]:
     """Every rule's findings, in rule order; a failing rule adds a note."""
-    out: list[DeepFinding] = []
+    out: list[FindingInfo] = []
     for rule in RULES:
         try:
             out.extend(rule(facts))

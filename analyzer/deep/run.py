@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analyzer.deep.context import Context
-from analyzer.deep.findings import DeepFinding, Facts, find
+from analyzer.deep.findings import Facts, find
 from analyzer.deep.match import kaslr_offset, match_pack
 from analyzer.deep.modules import ModuleRecord, last_unloaded, read_modules
 from analyzer.deep.modules import bug_location as bug_table_location
@@ -48,7 +48,7 @@ class MemoryAnalysis:
     modules: tuple[ModuleRecord, ...]
     modules_complete: bool
     last_unloaded: str | None
-    findings: tuple[DeepFinding, ...]
+    findings: tuple[FindingInfo, ...]
     partial: bool
     notes: tuple[str, ...]
     tasks: tuple[TaskRecord, ...] = ()
@@ -140,6 +140,4 @@ def report_parts(ma: MemoryAnalysis) -> tuple[MemoryInfo, tuple[FindingInfo, ...
                     t.state if t else None, frames, ma.unwind_complete, mods,
                     ma.modules_complete, ma.last_unloaded, ma.partial, ma.notes,
                     len(ma.tasks), ma.tasks_complete)
-    finds = tuple(FindingInfo(f.kind, f.module, f.address, f.thread, f.evidence)
-                  for f in ma.findings)
-    return mi, finds
+    return mi, ma.findings
