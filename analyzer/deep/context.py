@@ -7,6 +7,7 @@ exceptions. Reads are counted and capped per analysis (:data:`MAX_READS`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from analyzer.errors import AnalyzerError
@@ -100,6 +101,20 @@ class Context:
         if b is None:
             return None
         return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def list_nodes(self, head: int, limit: int) -> Iterator[int | None]:
+        """The nodes of the circular kernel list whose ``list_head`` is at ``head``, in list
+        order, at most ``limit`` of them; then ``None`` once if the list is broken (a pointer
+        unreadable, a node seen twice, more than ``limit`` nodes)."""
+        seen = {head}
+        node = self.u64(head)
+        while node != head:
+            if node is None or node in seen or len(seen) > limit:
+                yield None
+                return
+            seen.add(node)
+            yield node
+            node = self.u64(node)
 
     def member_u64(self, base: int, struct: str, path: str) -> int | None:
         o = self.off(struct, path)

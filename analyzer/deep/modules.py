@@ -113,13 +113,10 @@ def read_modules(ctx: Context) -> tuple[list[ModuleRecord], bool]:
         ctx.notes.append("modules: no modules list or struct module layout in the pack")
         return [], False
     out: list[ModuleRecord] = []
-    seen = {head}
-    node = ctx.u64(head)
-    while node != head:
-        if node is None or node in seen or len(out) >= MAX_MODULES:
+    for node in ctx.list_nodes(head, MAX_MODULES):
+        if node is None:
             ctx.notes.append("modules: list broken (unreadable, cyclic or too long)")
             return out, False
-        seen.add(node)
         mod = node - lo
         name = ctx.cstr(mod + no, _NAME_LEN)
         lay = _layout(ctx, mod)
@@ -128,7 +125,6 @@ def read_modules(ctx: Context) -> tuple[list[ModuleRecord], bool]:
             return out, False
         mask = ctx.u64(mod + to) if to is not None else 0
         out.append(ModuleRecord(mod, name, lay[0], lay[1], _taints(mask or 0), lay[2]))
-        node = ctx.u64(node)
     return out, True
 
 

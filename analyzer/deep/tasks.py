@@ -115,14 +115,9 @@ def list_tasks(ctx: Context) -> tuple[list[TaskRecord], bool]:
         ctx.notes.append("tasks: no init_task or task_struct.tasks in the pack")
         return [], False
     out = [read_task(ctx, init)]
-    head = init + lo
-    seen = {head}
-    node = ctx.u64(head)
-    while node != head:
-        if node is None or node in seen or len(out) >= MAX_TASKS:
+    for node in ctx.list_nodes(init + lo, MAX_TASKS - 1):  # init_task is one of MAX_TASKS
+        if node is None:
             ctx.notes.append("tasks: list broken (unreadable, cyclic or too long)")
             return out, False
-        seen.add(node)
         out.append(read_task(ctx, node - lo))
-        node = ctx.u64(node)
     return out, True
