@@ -62,7 +62,8 @@ class _Reader:
         v = self.u(1)
         return v - 256 if v > 127 else v
 
-    def uleb(self) -> int:
+    def _leb(self) -> tuple[int, int, int]:
+        """A LEB128 number's bits, their count and its last byte."""
         result = shift = 0
         while True:
             self._need(1)
@@ -71,22 +72,16 @@ class _Reader:
             result |= (b & 0x7F) << shift
             shift += 7
             if b < 0x80:
-                return result
+                return result, shift, b
             if shift > 63:
                 raise MalformedInput(f"{self.what}: LEB128 too long", offset=self.pos)
 
+    def uleb(self) -> int:
+        return self._leb()[0]
+
     def sleb(self) -> int:
-        result = shift = 0
-        while True:
-            self._need(1)
-            b = self.data[self.pos]
-            self.pos += 1
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return result - (1 << shift) if b & 0x40 else result
-            if shift > 63:
-                raise MalformedInput(f"{self.what}: LEB128 too long", offset=self.pos)
+        result, shift, last = self._leb()
+        return result - (1 << shift) if last & 0x40 else result
 
     def cstr(self) -> bytes:
         end = bytes(self.data[self.pos : min(self.end, self.pos + 4096)]).find(b"\0")
