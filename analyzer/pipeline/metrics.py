@@ -7,7 +7,7 @@ panic classes and taint flags are small fixed vocabularies; modules come from fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,6 +38,15 @@ METRIC_NAMES = (
 )
 
 
+def _counter(name: str, doc: str, label: str,
+             items: Iterable[tuple[str, float]]) -> CounterMetricFamily:
+    """A counter family with one label, one sample per ``(label value, count)``."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, n in items:
+        family.add_metric([value], n)
+    return family
+
+
 class StoreCollector(Collector):
     """Reads the store when Prometheus scrapes."""
 
@@ -47,44 +56,28 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         st = self.store.stats(top_clusters=self.top_k)
-        by_class = CounterMetricFamily("crashfleet_crashes", "Crashes stored, by panic class.",
-                                       labels=["panic_class"])
-        for k, n in sorted(st.crashes_by_class.items()):
-            by_class.add_metric([k], n)
-        yield by_class
-        taint = CounterMetricFamily("crashfleet_crashes_by_taint_flag",
-                                    "Crashes whose kernel carried each taint flag.",
-                                    labels=["flag"])
-        for k, n in sorted(st.crashes_by_taint_flag.items()):
-            taint.add_metric([k], n)
-        yield taint
-        kernels = CounterMetricFamily("crashfleet_crashes_by_kernel",
-                                      "Crashes by kernel release (top K, rest as other).",
-                                      labels=["kernel"])
+        yield _counter("crashfleet_crashes", "Crashes stored, by panic class.", "panic_class",
+                       sorted(st.crashes_by_class.items()))
+        yield _counter("crashfleet_crashes_by_taint_flag",
+                       "Crashes whose kernel carried each taint flag.", "flag",
+                       sorted(st.crashes_by_taint_flag.items()))
         ranked = sorted(st.crashes_by_kernel.items(), key=lambda kv: (-kv[1], kv[0]))
-        for k, n in ranked[: self.top_k]:
-            kernels.add_metric([k], n)
-        if len(ranked) > self.top_k:
-            kernels.add_metric(["other"], sum(n for _, n in ranked[self.top_k:]))
-        yield kernels
-        clusters = CounterMetricFamily("crashfleet_cluster_crashes",
-                                       "Crashes per cluster (top K, rest as other).",
-                                       labels=["cluster"])
-        for k, n in st.crashes_by_cluster.items():
-            clusters.add_metric([k], n)
-        yield clusters
+        rest = [("other", sum(n for _, n in ranked[self.top_k:]))] \
+            if len(ranked) > self.top_k else []
+        yield _counter("crashfleet_crashes_by_kernel",
+                       "Crashes by kernel release (top K, rest as other).", "kernel",
+                       ranked[: self.top_k] + rest)
+        yield _counter("crashfleet_cluster_crashes", "Crashes per cluster (top K, rest as other).",
+                       "cluster", st.crashes_by_cluster.items())
         info = GaugeMetricFamily("crashfleet_cluster_info",
                                  "Signature text of the top clusters (value 1).",
                                  labels=["cluster", "signature"])
         for row in self.store.clusters(limit=self.top_k):
             info.add_metric([row.id, row.signature], 1)
         yield info
-        unload = CounterMetricFamily("crashfleet_module_unload_crashes",
-                                     "Crashes with a use-after-module-unload finding, by module.",
-                                     labels=["module"])
-        for k, n in sorted(st.module_unload_by_module.items()):
-            unload.add_metric([k], n)
-        yield unload
+        yield _counter("crashfleet_module_unload_crashes",
+                       "Crashes with a use-after-module-unload finding, by module.", "module",
+                       sorted(st.module_unload_by_module.items()))
         for name, doc, value in (
             ("crashfleet_signatures", "Distinct crash signatures seen by the fleet.",
              st.signatures),

@@ -91,6 +91,29 @@ def test_stats_for_metrics(store: CrashStore) -> None:
     assert (st.signatures, st.clusters, st.failures, st.dead_lettered) == (2, 2, 2, 1)
 
 
+def test_collector_bounds_labels_to_top_k(store: CrashStore) -> None:
+    """What Prometheus scrapes from the store: one sample per label value, kernels and
+    clusters beyond the top K summed as ``other``."""
+    from analyzer.pipeline.metrics import StoreCollector
+
+    store.record(rec("e1", UAU, host="a", kernel="6.1.0-56-cloud-amd64"))
+    store.record(rec("e2", UAU, host="b", kernel="6.1.0-56-cloud-amd64"))
+    store.record(rec("e3", NULL, kernel="5.10.0-32-cloud-amd64"))
+    store.record(rec("e4", SYSRQ, kernel="6.12.118+deb13-cloud-amd64"))
+    samples = {(m.name, tuple(sorted(s.labels.items()))): s.value
+               for m in StoreCollector(store, top_k=1).collect() for s in m.samples
+               if not s.name.endswith("_created")}
+    kernel = "crashfleet_crashes_by_kernel"
+    assert {k[1]: v for k, v in samples.items() if k[0] == kernel} == {
+        (("kernel", "6.1.0-56-cloud-amd64"),): 2, (("kernel", "other"),): 2}
+    assert {k[1]: v for k, v in samples.items() if k[0] == "crashfleet_cluster_crashes"} == {
+        (("cluster", UAU.id),): 2, (("cluster", "other"),): 2}
+    assert samples[("crashfleet_crashes", (("panic_class", "page_fault"),))] == 3
+    assert samples[("crashfleet_crashes", (("panic_class", "sysrq"),))] == 1
+    assert samples[("crashfleet_module_unload_crashes", (("module", "veeamsnap"),))] == 2
+    assert samples[("crashfleet_crashes_by_taint_flag", (("flag", "E"),))] == 3
+
+
 def test_concurrent_redelivery_counts_once(store: CrashStore) -> None:
     errors: list[BaseException] = []
     outcomes = []
