@@ -9,7 +9,12 @@ in the same run, wall time and peak RSS of:
   flattened fixture is also measured as ``makedumpfile -R`` rebuilds it, a "(-R)" row, which
   every tool reads);
 - ``crash`` (``log``) and drgn (``get_dmesg``), which load the debug vmlinux, on the first
-  ``--crash`` cases only (they take seconds each).
+  ``--crash`` cases only (they take seconds each);
+- the floor under any Python command, once per run: the bare interpreter (``python -I -S -c
+  pass``), the venv's interpreter with its site (``python -c pass``), and the installed
+  ``crashfleet`` console script with the import of crashfleet taken out (the installer's own
+  wrapper, which imports ``re``). ``analyze --log`` minus that last one is what crashfleet's
+  code costs the command.
 
 The project's bytecode is compiled first, as pip does when it installs a package: a checkout
 run with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module on every run.
@@ -70,6 +75,21 @@ def _run(cmd: list[str], stdin: bytes | None = None) -> tuple[float, int, int]:
 def _best(cmd: list[str], repeat: int, stdin: bytes | None = None) -> tuple[float, int, int]:
     runs = [_wall(cmd, stdin) for _ in range(repeat)]
     return min(r[0] for r in runs), _rss(cmd, stdin), runs[-1][1]
+
+
+def floor(repeat: int) -> dict[str, float]:
+    """Best wall times of what every Python command pays before crashfleet's code runs."""
+    out = {"bare": _best([PY, "-I", "-S", "-c", "pass"], repeat)[0],
+           "site": _best([PY, "-c", "pass"], repeat)[0]}
+    script = ROOT / ".venv" / "bin" / "crashfleet"
+    text = script.read_text() if script.exists() else ""
+    if "from crashfleet.cli import main" in text:
+        with tempfile.TemporaryDirectory() as tmp:
+            empty = Path(tmp) / "crashfleet"
+            # The same wrapper and interpreter, with a main that does nothing.
+            empty.write_text(text.replace("from crashfleet.cli import main", "main = int"))
+            out["wrapper"] = _best([PY, str(empty)], repeat)[0]
+    return out
 
 
 def _cases(corpus: bool) -> list[tuple[str, Path, dict]]:
@@ -174,8 +194,9 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def summary(rows: list[dict]) -> str:
-    """Medians of the per-dump ratios, each over the dumps where both tools ran."""
+def summary(rows: list[dict], base: dict[str, float]) -> str:
+    """Medians of the per-dump ratios, each over the dumps where both tools ran, and the
+    interpreter floor (``base``, from :func:`floor`) against makedumpfile."""
 
     def med(key: str) -> float | None:
         return median_of(rows, key)
@@ -192,7 +213,23 @@ def summary(rows: list[dict]) -> str:
         f"{med_ratio('decode_s', 'mkd_s')}; `analyze --log` / makedumpfile "
         f"{med_ratio('cli_s', 'mkd_s')}; crash / `analyze --log` {med_ratio('crash_s', 'cli_s')}"
         f"; drgn / `analyze --log` {med_ratio('drgn_s', 'cli_s')}. Peak RSS: decode process "
-        f"{_mb(rss)}, CLI {_mb(crss)} (makedumpfile ~3 MB, crash ~380 MB, drgn ~230 MB).\n")
+        f"{_mb(rss)}, CLI {_mb(crss)} (makedumpfile ~3 MB, crash ~380 MB, drgn ~230 MB).\n"
+        + _floor_text(rows, base))
+
+
+def _floor_text(rows: list[dict], base: dict[str, float]) -> str:
+    mkd = median_of(rows, "mkd_s")
+    wrapper = base.get("wrapper")
+    if not mkd or wrapper is None:
+        return ""
+    own = median_of([{"own": r["cli_s"] - wrapper} for r in rows], "own")
+    return (
+        f"\nFloor (what any Python command pays before crashfleet's code runs, same run): the "
+        f"bare interpreter `python -I -S -c pass` {_ms(base['bare'])}, with the venv's site "
+        f"{_ms(base['site'])}, the installed `crashfleet` console script with its crashfleet "
+        f"import taken out {_ms(wrapper)} ({_ratio(wrapper, mkd)} makedumpfile's median "
+        f"{_ms(mkd)}). crashfleet's own share of `analyze --log` (command minus that floor): "
+        f"median {_ms(own)}.\n")
 
 
 def write_docs(text: str) -> None:
@@ -220,6 +257,7 @@ def main() -> None:
     subprocess.run([PY, "-m", "compileall", "-q", *(str(ROOT / p) for p in (
         "crashfleet", "agent", "ingest", "analyzer", "symbol_cache"))], check=True,
         env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    base = floor(args.repeat * 4)
     rows: list[dict] = []
     for case, dump, man in cases:
         try:
@@ -238,7 +276,8 @@ def main() -> None:
         "`makedumpfile -R` first: each flattened fixture also has a (-R) row, the file "
         "`makedumpfile -R` rebuilds, which every tool reads) and fails on QEMU's ELF layout "
         "(program headers after a section header): those cells are n/a.\n\n"
-        + summary(rows) + "\n" + table(rows))
+        + summary(rows, base) + "\n<details><summary>Every dump (" + str(len(rows))
+        + " rows)</summary>\n\n" + table(rows) + "\n</details>\n")
     print(text)
     if args.write_docs:
         write_docs(text)
