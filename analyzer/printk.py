@@ -33,6 +33,9 @@ MAX_SIZE_BITS = 28
 MAX_COUNT_BITS = 24
 _WINDOW = 16 * 1024  # a few pages: the ring arrays are mostly unused on a short log
 _MAX_NOTES = 16
+# The ring's structs are tens of bytes on every kernel; a larger SIZE() is a corrupt VMCOREINFO
+# and must not become a read (or an allocation) that large.
+_MAX_STRUCT = 4096
 
 
 class LogRecord(NamedTuple):
@@ -127,6 +130,13 @@ def _layout(size: int, fields: list[tuple[int, str]]) -> struct.Struct:
     return struct.Struct(fmt + (f"{size - pos}x" if size > pos else ""))
 
 
+def _struct_size(info: VmcoreInfo, name: str) -> int:
+    n = info.size(name)
+    if not 0 < n <= _MAX_STRUCT:
+        raise CorruptDump(f"VMCOREINFO SIZE({name})={n} is out of range (1..{_MAX_STRUCT})")
+    return n
+
+
 def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
     """Read every committed/finalized record between the ring's tail and head."""
     if "prb" not in info.symbols:
@@ -135,23 +145,32 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
         raise CorruptDump("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf)")
     o = info.offset
     prb = mem.u64(info.symbol("prb"))
-    rb = mem.read(prb, info.size("printk_ringbuffer"))
+    rb = mem.read(prb, _struct_size(info, "printk_ringbuffer"))
     dr = o("printk_ringbuffer.desc_ring")
     tr = o("printk_ringbuffer.text_data_ring")
     counter = info.offsets.get("atomic_long_t.counter", 0)
-    (count_bits,) = struct.unpack_from("<I", rb, dr + o("prb_desc_ring.count_bits"))
-    (size_bits,) = struct.unpack_from("<I", rb, tr + o("prb_data_ring.size_bits"))
+
+    def field(code: str, ring: int, member: str, extra: int = 0) -> int:
+        """A member of the ring's descriptor or data ring, read from ``rb``."""
+        at = ring + o(member) + extra
+        if not 0 <= at <= len(rb) - struct.calcsize(code):
+            raise CorruptDump(f"VMCOREINFO places {member} at byte {at} of the {len(rb)}-byte "
+                              f"printk_ringbuffer", offset=prb, space="virt")
+        return int(struct.unpack_from("<" + code, rb, at)[0])
+
+    count_bits = field("I", dr, "prb_desc_ring.count_bits")
+    size_bits = field("I", tr, "prb_data_ring.size_bits")
     if count_bits > MAX_COUNT_BITS or size_bits > MAX_SIZE_BITS or size_bits < 4:
         raise CorruptDump(f"printk ring count_bits {count_bits} size_bits {size_bits} out of "
                           f"range", offset=prb, space="virt")
     count, size = 1 << count_bits, 1 << size_bits
-    (descs_addr,) = struct.unpack_from("<Q", rb, dr + o("prb_desc_ring.descs"))
-    (infos_addr,) = struct.unpack_from("<Q", rb, dr + o("prb_desc_ring.infos"))
-    (data_addr,) = struct.unpack_from("<Q", rb, tr + o("prb_data_ring.data"))
-    (head_id,) = struct.unpack_from("<Q", rb, dr + o("prb_desc_ring.head_id") + counter)
-    (tail_id,) = struct.unpack_from("<Q", rb, dr + o("prb_desc_ring.tail_id") + counter)
+    descs_addr = field("Q", dr, "prb_desc_ring.descs")
+    infos_addr = field("Q", dr, "prb_desc_ring.infos")
+    data_addr = field("Q", tr, "prb_data_ring.data")
+    head_id = field("Q", dr, "prb_desc_ring.head_id", counter)
+    tail_id = field("Q", dr, "prb_desc_ring.tail_id", counter)
 
-    desc_size, info_size = info.size("prb_desc"), info.size("printk_info")
+    desc_size, info_size = _struct_size(info, "prb_desc"), _struct_size(info, "printk_info")
     descs = _Window(mem, descs_addr, count * desc_size)
     infos = _Window(mem, infos_addr, count * info_size)
     text = _Window(mem, data_addr, size)

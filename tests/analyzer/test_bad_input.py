@@ -100,6 +100,32 @@ def test_lying_header_fields(what: str, at: int, fmt: str, value: int, needle: s
     assert e.value.offset is not None
 
 
+@pytest.mark.parametrize(("line", "lie", "needle"), [
+    # found by fuzzing real dumps: an offset past the struct was a bare struct.error
+    ("OFFSET(prb_desc_ring.count_bits)=0", "OFFSET(prb_desc_ring.count_bits)=9000",
+     "prb_desc_ring.count_bits at byte 9000 of the 88-byte printk_ringbuffer"),
+    ("OFFSET(prb_desc_ring.tail_id)=32", "OFFSET(prb_desc_ring.tail_id)=-40",
+     "prb_desc_ring.tail_id at byte -40"),
+    ("OFFSET(prb_data_ring.data)=8", "OFFSET(prb_data_ring.data)=86",
+     "prb_data_ring.data at byte 134"),
+    # a size read as-is would be a read (and an allocation) of that many bytes
+    ("SIZE(printk_ringbuffer)=88", "SIZE(printk_ringbuffer)=99999999999",
+     r"SIZE\(printk_ringbuffer\)=99999999999 is out of range"),
+    ("SIZE(prb_desc)=24", "SIZE(prb_desc)=0", r"SIZE\(prb_desc\)=0 is out of range"),
+])
+def test_lying_vmcoreinfo_ring_layout(line: str, lie: str, needle: str) -> None:
+    mem, info = kit.printk_memory(RECORDS, size_bits=12, count_bits=6)
+    assert line.encode() in info
+    pages = {i // 4096: bytes(mem[i : i + 4096]) for i in range(0, len(mem), 4096)}
+    data = kit.kdump(pages, info.replace(line.encode(), lie.encode()),
+                     max_mapnr=len(mem) // 4096)
+    with pytest.raises(CorruptDump, match=needle):
+        read_log(open_dump(BytesSource(data)))
+    r = analyze(BytesSource(data)).report  # the report keeps what else the dump says
+    assert r.partial
+    assert any("VMCOREINFO" in n for n in r.notes)
+
+
 def test_descriptor_offset_past_end() -> None:
     data = _synthetic()
     d = open_dump(BytesSource(data))
