@@ -28,6 +28,7 @@ from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.metrics import AgentMetrics
 from agent.upload import RateLimiter, Uploader
+from analyzer.errors import AnalyzerError
 from analyzer.formats.flattened import FlatIndexBuilder, build_index
 from analyzer.source import LocalFileSource
 from ingest.errors import PermanentIngestError, RetryableIngestError
@@ -38,6 +39,38 @@ from ingest.objectstore import ObjectStore
 __all__ = ["Agent", "AgentConfig"]
 
 log = structlog.get_logger("crashfleet.agent")
+
+
+class _StreamIndex:
+    """The offset index of a flattened dump, built from its bytes as they are uploaded.
+
+    A record header that lies (a disk error, a hostile file) ends the index, never the
+    upload: :meth:`finish` then returns None and :attr:`error` says why."""
+
+    def __init__(self) -> None:
+        self._builder = FlatIndexBuilder()
+        self.error: AnalyzerError | None = None
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        if self.error is None:
+            try:
+                self._builder.feed(chunk)
+            except AnalyzerError as exc:
+                self.error = exc
+
+    def finish(self) -> bytes | None:
+        """The serialized index, or None when the stream was not a valid flattened dump."""
+        if self.error is not None:
+            return None
+        return self._builder.finish().to_bytes()
+
+    def scan(self, src: LocalFileSource) -> bytes | None:
+        """The same from the file itself (the dump was stored before, its index was not)."""
+        try:
+            return build_index(src).to_bytes()
+        except AnalyzerError as exc:
+            self.error = exc
+            return None
 
 MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
 
@@ -237,7 +270,7 @@ class Agent:
         index_key: str | None = None
         if not log_only:
             # A flattened dump's offset index is built from the bytes as they stream past.
-            builder = FlatIndexBuilder() if facts.format == "flattened" else None
+            builder = _StreamIndex() if facts.format == "flattened" else None
             result = self.uploader.upload(
                 fd, row.size, base, sha, meta, upload_id=row.upload_id,
                 done_parts=row.parts, part_size=row.part_size,
@@ -248,11 +281,18 @@ class Agent:
             key = base
             if builder is not None:
                 index_key = base + ".flatindex"
-                if not result.already_stored:
-                    self.store.put(index_key, builder.finish().to_bytes(), {"sha256": sha})
-                elif self.store.head(index_key) is None:
-                    with LocalFileSource(row.path) as src:
-                        self.store.put(index_key, build_index(src).to_bytes(), {"sha256": sha})
+                if not result.already_stored or self.store.head(index_key) is None:
+                    if result.already_stored:  # stored before, its index was not
+                        with LocalFileSource(row.path) as src:
+                            index = builder.scan(src)
+                    else:
+                        index = builder.finish()
+                    if index is None:
+                        # The dump ships all the same: the analyzer reports what is wrong.
+                        log.warning("dump.index_failed", error=str(builder.error))
+                        index_key = None
+                    else:
+                        self.store.put(index_key, index, {"sha256": sha})
             log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
                      reused_parts=result.reused_parts, already_stored=result.already_stored,
                      seconds=round(time.monotonic() - t_hashed, 3),

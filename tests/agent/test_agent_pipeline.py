@@ -346,6 +346,41 @@ def test_flattened_dump_ships_with_its_index_built_while_streaming(
     assert remote.bytes_fetched < ev.dump.size // 4
 
 
+def test_corrupt_flattened_dump_still_ships_without_an_index(
+        tmp_path: Path, services: StackInfo, s3_bucket: str, topic: str,
+        fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    """A record header that lies (disk error, hostile file) ends the index built while
+    streaming; the dump itself still ships, byte for byte, and is announced. Before, the
+    index builder's error escaped the upload and stopped the agent on every restart."""
+    import struct
+
+    from analyzer.errors import CorruptDump
+    from analyzer.formats.flattened import build_index
+    from analyzer.source import BytesSource
+
+    flat = [(m, d) for m, d in fixture_dumps if m["format"] == "kdump-flattened"]
+    assert flat, "no flattened dump in the fixture corpus"
+    data = bytearray(flat[0][1].read_bytes())
+    at = 4096  # the first record header; hop over payloads to one halfway through the file,
+    while at < len(data) // 2:  # far past the header blocks the agent reads for its facts
+        at += 16 + struct.unpack_from(">q", data, at + 8)[0]
+    struct.pack_into(">qq", data, at, 0, -7)  # a negative record size
+    with pytest.raises(CorruptDump):
+        build_index(BytesSource(bytes(data)))
+    dump = _debian_dump(tmp_path / "crash", "202611252130", bytes(data))
+    good = _debian_dump(tmp_path / "crash", "202611252131", os.urandom(MIB))
+    s = _settings(tmp_path, services.kafka_bootstrap, services.s3_endpoint, s3_bucket, topic)
+    agent = build_agent(s, registry=CollectorRegistry())
+    assert agent.run_once() is True
+    events = {ev.dump.sha256: ev for ev in _consume(services.kafka_bootstrap, topic, 2)}
+    assert len(events) == 2
+    sha = hashlib.sha256(dump.read_bytes()).hexdigest()
+    ev = events[sha]
+    assert ev.dump.format == "flattened" and ev.dump.index_key is None
+    assert _store(s).get_range(ev.dump.key or "", 0, len(data)) == bytes(data)
+    assert hashlib.sha256(good.read_bytes()).hexdigest() in events
+
+
 def test_metrics_port_serves_the_agent_metrics(tmp_path: Path, services: StackInfo,
                                                s3_bucket: str, topic: str) -> None:
     import urllib.request
