@@ -68,11 +68,20 @@ class DumpHeader:
     incomplete: bool
 
 
+# 9999-12-31T23:59:59Z: a header field past it (a bit flip, a hostile file) is no time at all,
+# and would fail every consumer that turns it into a date.
+_MAX_TIME = 253_402_300_799
+
+
+def _is_time(t: int | None) -> bool:
+    return t is not None and 0 < t <= _MAX_TIME
+
+
 def _header_from(fmt: str, src: ByteSource, kd: KdumpHeader | None, vmci: VmcoreInfo | None,
                  size: int) -> DumpHeader:
     uts = kd.utsname if kd else {}
-    crash_time = kd.timestamp if kd and kd.timestamp > 0 else None
-    if crash_time is None and vmci is not None:
+    crash_time = kd.timestamp if kd and _is_time(kd.timestamp) else None
+    if crash_time is None and vmci is not None and _is_time(vmci.crash_time):
         crash_time = vmci.crash_time
     return DumpHeader(
         format=fmt,

@@ -7,6 +7,7 @@ import contextlib
 import struct
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,6 +143,27 @@ def test_lying_vmcoreinfo_ring_layout(line: str, lie: str, needle: str) -> None:
     r = analyze(BytesSource(data)).report  # the report keeps what else the dump says
     assert r.partial
     assert any("VMCOREINFO" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("seconds", [10**12, -5, (1 << 63) - 1])
+def test_lying_header_timestamp_is_no_crash_time(tmp_path: Path, seconds: int) -> None:
+    """A header time no calendar holds is dropped, not passed on: the agent's facts, the
+    summary and the store all turn crash_time into a date (year 33658 raised ValueError in
+    the agent, which then stopped on every restart)."""
+    from agent.facts import read_facts
+    from analyzer.analyze import read_header
+    from analyzer.cli import summary
+
+    data = _patched(_synthetic(), 408, "<q", seconds)  # disk_dump_header.timestamp.tv_sec
+    assert read_header(BytesSource(data)).crash_time is None
+    report = analyze(BytesSource(data)).report
+    assert report.crash_time is None
+    assert "crash time" not in summary(report)
+    dump = tmp_path / "vmcore"
+    dump.write_bytes(data)
+    facts = read_facts(dump, True)
+    assert facts.format == "kdump-compressed" and facts.crash_time is None
+    assert facts.kernel_log is not None
 
 
 def test_descriptor_offset_past_end() -> None:
