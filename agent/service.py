@@ -227,6 +227,15 @@ class Agent:
                 self.journal.fail(row.id, str(exc), self.clock() + retry_in)
                 self.metrics.failures.labels(stage="upload").inc()
                 log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+            except Exception as exc:
+                # A bug met on one dump (a field nothing anticipated) must not stop the
+                # shipping of every other dump on this host, restart after restart: the dump
+                # waits in the journal and is retried with backoff; the log has the traceback.
+                retry_in = self._backoff(row.attempts)
+                self.journal.fail(row.id, f"unexpected {type(exc).__name__}: {exc}",
+                                  self.clock() + retry_in)
+                self.metrics.failures.labels(stage="upload").inc()
+                log.exception("dump.error", retry_in_s=round(retry_in, 2))
             finally:
                 structlog.contextvars.unbind_contextvars("dump")
 
