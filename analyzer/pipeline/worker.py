@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
-from analyzer.analyze import PackProvider
-from analyzer.errors import PermanentAnalyzerError, RetryableAnalyzerError
+from analyzer.analyze import Analysis, PackProvider
+from analyzer.errors import AnalyzerError, PermanentAnalyzerError, RetryableAnalyzerError
 from analyzer.signature import Signature, compute_signature
 from analyzer.signature.inputs import signature_input
 from analyzer.store import CrashRecord, CrashStore, RecordOutcome
@@ -70,6 +71,22 @@ def _parse_time(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _decode(event: CrashReported, fn: Callable[..., Analysis], *args: Any,
+            **kwargs: Any) -> Analysis:
+    """Run the decoder. An error it did not type is a decoder bug met on this dump: the event
+    is dead-lettered (the dump stays stored, for a replay once it is fixed) instead of
+    crashing the worker on every redelivery and stalling its partition. Byte sources and
+    symbol sources raise typed errors, so no outage ends up here."""
+    try:
+        return fn(*args, **kwargs)
+    except AnalyzerError:
+        raise
+    except Exception as exc:
+        log.exception("decoder.bug")
+        raise DeadLetter(f"decoder bug: {type(exc).__name__}: {exc}",
+                         event_id=event.event_id) from exc
+
+
 class EventProcessor:
     """Turns raw event bytes into a stored crash. Stateless between events."""
 
@@ -116,7 +133,7 @@ class EventProcessor:
                                  event_id=event.event_id)
             start = max(0, info.size - MAX_LOG_TEXT)
             text = self.objects.get_range(event.dump.dmesg_key, start, info.size - start)
-            analysis = analyze_log(text, source=event.dump.dmesg_key)
+            analysis = _decode(event, analyze_log, text, source=event.dump.dmesg_key)
             report_base = event.dump.dmesg_key
         else:
             flat_index = None
@@ -129,7 +146,7 @@ class EventProcessor:
             src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
                                     block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = analyze(src, flat_index=flat_index, symbols=self.symbols)
+            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
             report_base = event.dump.key
         report = analysis.report
         inputs = signature_input(report)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import struct
 import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from analyzer.analyze import Analysis
 from analyzer.pipeline.metrics import AnalyzerMetrics
 from analyzer.pipeline.service import AnalyzerLoop, LoopConfig
 from analyzer.pipeline.worker import EventProcessor, Processed
+from analyzer.source import ObjectStoreSource
 from analyzer.store import CrashStore
 from ingest import EmbeddedConsumer, EmbeddedLog, EmbeddedProducer, LocalObjectStore, TopicPartition
 from ingest.events import CrashReported, DumpRef, HostIdentity, crash_event_id
@@ -116,3 +121,35 @@ def test_stop_finishes_the_current_event_commits_and_leaves_the_rest(tmp_path: P
     loop.consumer.close()
     remaining = fresh.poll(1.0, max_records=10)
     assert len(remaining) == 2 and seen[0] not in [r.value for r in remaining]
+
+
+def test_decoder_bug_is_dead_lettered_not_a_crash_loop(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the decoder does not type (a bug met on one dump) dead-letters that event
+    with its reason; the next event is analyzed. The bug is injected by patching the decoder:
+    every known reproducer has been fixed, so no real dump triggers one (mock on purpose)."""
+    import analyzer.analyze
+
+    objects = LocalObjectStore(tmp_path / "objects")
+    loop, log, store = _loop(tmp_path, objects)
+    real = analyzer.analyze.analyze
+    poison = os.urandom(4096)
+
+    def buggy(src: ObjectStoreSource, **kw: Any) -> Analysis:
+        if src.read(0, 64) == poison[:64]:
+            raise struct.error("unpack_from requires a buffer of at least 4 bytes")
+        return real(src, **kw)
+
+    monkeypatch.setattr(analyzer.analyze, "analyze", buggy)
+    producer = EmbeddedProducer(log)
+    producer.send("reported", _event(objects, poison), key=b"k")
+    producer.send("reported", _event(objects, os.urandom(5000)), key=b"k")
+    producer.flush()
+    assert loop.run(threading.Event(), idle_exit_s=0.5) == 2
+    dead = _dead_letters(log)
+    assert len(dead) == 2
+    assert dead[0]["error"].startswith(b"decoder bug: error: unpack_from requires")
+    assert b"unknown dump format" in dead[1]["error"]  # the next event was analyzed
+    assert store.stats().dead_lettered == 2
+    sha = hashlib.sha256(poison).hexdigest()
+    assert objects.head(f"dumps/{sha}") is not None  # the dump is kept for a replay
