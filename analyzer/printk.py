@@ -50,10 +50,12 @@ class LogRecord(NamedTuple):
     @property
     def caller(self) -> str | None:
         """``T<pid>`` or ``C<cpu>`` as the kernel prints it, or None."""
-        if self.caller_id is None:
-            return None
-        kind = "C" if self.caller_id & _CALLER_CPU else "T"
-        return f"{kind}{self.caller_id & ~_CALLER_CPU}"
+        return None if self.caller_id is None else _caller_tag(self.caller_id).decode()
+
+
+def _caller_tag(caller_id: int) -> bytes:
+    """A caller id as the kernel prints it: ``C<cpu>`` with bit 31 set, else ``T<pid>``."""
+    return b"%c%d" % (67 if caller_id & _CALLER_CPU else 84, caller_id & ~_CALLER_CPU)
 
 
 class PrintkLog(NamedTuple):
@@ -280,9 +282,8 @@ def format_record(r: LogRecord) -> bytes:
     if cid is None:
         prefix = b"[%5d.%06d] " % (ts // 1_000_000_000, ts % 1_000_000_000 // 1000)
     else:
-        caller = b"%c%d" % (67 if cid & _CALLER_CPU else 84, cid & ~_CALLER_CPU)  # C / T
         prefix = b"[%5d.%06d] [%8s] " % (ts // 1_000_000_000, ts % 1_000_000_000 // 1000,
-                                         caller)
+                                         _caller_tag(cid))
     body = r.text
     if body.translate(None, _PLAIN):  # something needs escaping or indenting
         body = b"".join(_ESCAPE[c] for c in body)
