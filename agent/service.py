@@ -40,6 +40,8 @@ __all__ = ["Agent", "AgentConfig"]
 
 log = structlog.get_logger("crashfleet.agent")
 
+MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
+
 
 class _StreamIndex:
     """The offset index of a flattened dump, built from its bytes as they are uploaded.
@@ -71,8 +73,6 @@ class _StreamIndex:
         except AnalyzerError as exc:
             self.error = exc
             return None
-
-MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,13 @@ class Agent:
         delay = min(self.cfg.retry_max_s, self.cfg.retry_initial_s * (2 ** min(attempts, 30)))
         return delay * random.uniform(0.5, 1.0)  # jitter: hosts recovering together spread
 
+    def _retry_later(self, row: DumpRow, error: str) -> float:
+        """Journal a failed attempt at ``row``; returns the seconds until its next one."""
+        retry_in = self._backoff(row.attempts)
+        self.journal.fail(row.id, error, self.clock() + retry_in)
+        self.metrics.failures.labels(stage="upload").inc()
+        return retry_in
+
     def ship_due(self, *, ignore_backoff: bool = False) -> None:
         """Upload every dump whose turn has come."""
         now = float("inf") if ignore_backoff else self.clock()
@@ -223,18 +230,13 @@ class Agent:
                 self.metrics.failures.labels(stage="upload").inc()
                 log.error("dump.failed", error=str(exc), permanent=True)
             except (RetryableIngestError, DumpChanged, OSError) as exc:
-                retry_in = self._backoff(row.attempts)
-                self.journal.fail(row.id, str(exc), self.clock() + retry_in)
-                self.metrics.failures.labels(stage="upload").inc()
+                retry_in = self._retry_later(row, str(exc))
                 log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
             except Exception as exc:
                 # A bug met on one dump (a field nothing anticipated) must not stop the
                 # shipping of every other dump on this host, restart after restart: the dump
                 # waits in the journal and is retried with backoff; the log has the traceback.
-                retry_in = self._backoff(row.attempts)
-                self.journal.fail(row.id, f"unexpected {type(exc).__name__}: {exc}",
-                                  self.clock() + retry_in)
-                self.metrics.failures.labels(stage="upload").inc()
+                retry_in = self._retry_later(row, f"unexpected {type(exc).__name__}: {exc}")
                 log.exception("dump.error", retry_in_s=round(retry_in, 2))
             finally:
                 structlog.contextvars.unbind_contextvars("dump")
