@@ -7,10 +7,12 @@ reported, never retried in a loop.
 
 from __future__ import annotations
 
+from foundation.errors import CrashfleetError
+
 __all__ = ["AgentError", "DumpChanged", "DumpRefused", "PermanentAgentError"]
 
 
-class AgentError(Exception):
+class AgentError(CrashfleetError):
     """Base of the agent's errors; ``path`` names the dump involved when there is one."""
 
     def __init__(self, message: str, *, path: str | None = None):
@@ -20,6 +22,8 @@ class AgentError(Exception):
 
 class DumpChanged(AgentError):
     """The file changed while it was being read (still being written?): retry later."""
+
+    retryable = True
 
 
 class PermanentAgentError(AgentError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from analyzer.source import ByteSource
+    from vmcore.source import ByteSource
 
 __all__ = ["DumpFacts", "FactsReader", "read_facts"]
 
@@ -39,9 +39,9 @@ def read_facts(path: str, with_log: bool = False) -> DumpFacts:
     dead-letters it with the reason, and the dump is kept."""
     from datetime import UTC, datetime
 
-    from analyzer.analyze import read_header
-    from analyzer.errors import AnalyzerError
-    from analyzer.source import LocalFileSource
+    from vmcore.analyze import read_header
+    from vmcore.errors import AnalyzerError
+    from vmcore.source import LocalFileSource
 
     kernel_log = None
     try:
@@ -63,10 +63,10 @@ def read_facts(path: str, with_log: bool = False) -> DumpFacts:
 
 
 def _kernel_log(src: ByteSource) -> bytes | None:
-    from analyzer.errors import AnalyzerError
-    from analyzer.formats import open_dump
-    from analyzer.logread import read_log
-    from analyzer.printk import format_dmesg
+    from vmcore.errors import AnalyzerError
+    from vmcore.formats import open_dump
+    from vmcore.logread import read_log
+    from vmcore.printk import format_dmesg
 
     try:
         _info, log = read_log(open_dump(src))

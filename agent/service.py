@@ -22,19 +22,20 @@ from datetime import UTC, datetime
 import structlog
 
 from agent.discovery import Candidate, is_open_for_writing, scan, scan_spool
-from agent.errors import DumpChanged, DumpRefused, PermanentAgentError
+from agent.errors import DumpRefused
 from agent.facts import DumpFacts, FactsReader
 from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.metrics import AgentMetrics
 from agent.upload import RateLimiter, Uploader
-from analyzer.errors import AnalyzerError
-from analyzer.formats.flattened import FlatIndexBuilder, build_index
-from analyzer.source import LocalFileSource
-from ingest.errors import PermanentIngestError, RetryableIngestError
+from foundation.errors import CrashfleetError, is_retryable
+from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
 from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
 from ingest.objectstore import ObjectStore
+from vmcore.errors import AnalyzerError
+from vmcore.formats.flattened import FlatIndexBuilder, build_index
+from vmcore.source import LocalFileSource
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -225,11 +226,15 @@ class Agent:
             structlog.contextvars.bind_contextvars(dump=row.path)
             try:
                 self._ship(row)
-            except (DumpRefused, PermanentAgentError, PermanentIngestError) as exc:
-                self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
-                self.metrics.failures.labels(stage="upload").inc()
-                log.error("dump.failed", error=str(exc), permanent=True)
-            except (RetryableIngestError, DumpChanged, OSError) as exc:
+            except CrashfleetError as exc:
+                if is_retryable(exc):
+                    retry_in = self._retry_later(row, str(exc))
+                    log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                else:
+                    self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
+                    self.metrics.failures.labels(stage="upload").inc()
+                    log.error("dump.failed", error=str(exc), permanent=True)
+            except OSError as exc:
                 retry_in = self._retry_later(row, str(exc))
                 log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
             except Exception as exc:

@@ -18,28 +18,29 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crashfleet import __version__
-from crashfleet.errors import CrashfleetError, UsageError
+from foundation.errors import CrashfleetError, UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from crashfleet.settings import Settings
+    from foundation.settings import Settings
 
 __all__ = ["App", "main"]
 
 # command name -> ("module[:function]" registering it, default function ``register``; one-line
 # help). The module is imported only when the command is used or its own help is asked for.
+_C = "crashfleet.commands."
 COMMANDS: dict[str, tuple[str, str]] = {
-    "config": ("crashfleet.config_cli", "check the configuration or print its reference"),
-    "stack": ("crashfleet.stack_cli", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
-    "agent": ("agent.cli", "watch crash directories; ship finished dumps to S3 and announce them"),
-    "analyze": ("analyzer.cli", "decode a dump: kernel log, oops, task, taint, modules"),
-    "symbols": ("symbol_cache.cli", "fetch, import, inspect and look up kernel debug symbol packs"),
-    "analyzer": ("analyzer.pipeline.cli:register_analyzer",
+    "config": (_C + "config", "check the configuration or print its reference"),
+    "stack": (_C + "stack", "start, inspect or stop a local Kafka + S3 + PostgreSQL"),
+    "agent": (_C + "agent", "watch crash directories; ship finished dumps to S3 and announce them"),
+    "analyze": (_C + "analyze", "decode a dump: kernel log, oops, task, taint, modules"),
+    "symbols": (_C + "symbols", "fetch, import, inspect and look up kernel debug symbol packs"),
+    "analyzer": (_C + "pipeline:register_analyzer",
                  "analyze crash-reported events from Kafka (one consumer-group worker)"),
-    "clusters": ("analyzer.pipeline.cli:register_clusters", "list crash clusters from the store"),
-    "crashes": ("analyzer.pipeline.cli:register_crashes", "list the crashes of a cluster"),
-    "run": ("analyzer.pipeline.cli:register_run",
+    "clusters": (_C + "pipeline:register_clusters", "list crash clusters from the store"),
+    "crashes": (_C + "pipeline:register_crashes", "list the crashes of a cluster"),
+    "run": (_C + "pipeline:register_run",
             "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
 }
 
@@ -55,7 +56,7 @@ class App:
     def config_path(self) -> Path:
         from pathlib import Path
 
-        from crashfleet.settings import DEFAULT_CONFIG_PATH
+        from foundation.settings import DEFAULT_CONFIG_PATH
 
         given = self.args.config or os.environ.get("CRASHFLEET_CONFIG")
 
@@ -68,7 +69,7 @@ class App:
     def settings(self) -> Settings:
         """The effective settings (file + environment), loaded and validated once."""
         if self._settings is None:
-            from crashfleet.settings import load_settings
+            from foundation.settings import load_settings
 
             self._settings = load_settings(self.config_path, require_file=self.config_explicit)
         return self._settings
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _configure_logging(args: argparse.Namespace, app: App) -> None:
     if getattr(args, "no_logging_setup", False):
         return
-    from crashfleet.logs import configure_logging
+    from foundation.logs import configure_logging
 
     level = args.log_level
     fmt = args.log_format

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crashfleet.errors import CrashfleetError
+from foundation.errors import CrashfleetError
 
 __all__ = [
     "ProcessRecord",

@@ -1,11 +1,14 @@
 """Errors of the ingest adapters, split into retryable and permanent.
 
-Callers decide by class: a :class:`RetryableIngestError` means "try again later" (an endpoint
-is down, a request timed out); a :class:`PermanentIngestError` means retrying the same call
-cannot succeed (an object is missing, a range is invalid).
+Callers decide by the ``retryable`` attribute (``foundation.errors.is_retryable``): a
+:class:`RetryableIngestError` means "try again later" (an endpoint is down, a request timed
+out); a :class:`PermanentIngestError` means retrying the same call cannot succeed (an object is
+missing, a range is invalid).
 """
 
 from __future__ import annotations
+
+from foundation.errors import CrashfleetError
 
 __all__ = [
     "EndpointUnreachable",
@@ -18,7 +21,7 @@ __all__ = [
 ]
 
 
-class IngestError(Exception):
+class IngestError(CrashfleetError):
     """Base of all ingest errors; ``endpoint`` names the service involved."""
 
     def __init__(self, message: str, *, endpoint: str | None = None):
@@ -28,6 +31,8 @@ class IngestError(Exception):
 
 class RetryableIngestError(IngestError):
     """The operation may succeed if tried again later."""
+
+    retryable = True
 
 
 class PermanentIngestError(IngestError):

@@ -8,6 +8,8 @@ has the build).
 
 from __future__ import annotations
 
+from foundation.errors import CrashfleetError
+
 __all__ = [
     "BuildIdMismatch",
     "CorruptPack",
@@ -22,7 +24,7 @@ __all__ = [
 ]
 
 
-class SymbolCacheError(Exception):
+class SymbolCacheError(CrashfleetError):
     """Base of all symbol-cache errors; ``build_id`` and ``path`` give context when known."""
 
     def __init__(self, message: str, *, build_id: str | None = None, path: str | None = None):
@@ -33,6 +35,8 @@ class SymbolCacheError(Exception):
 
 class RetryableSymbolError(SymbolCacheError):
     """The operation may succeed if tried again later."""
+
+    retryable = True
 
 
 class PermanentSymbolError(SymbolCacheError):

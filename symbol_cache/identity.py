@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 from symbol_cache.errors import MalformedInput
+from vmcore.symbols import BadBuildId, is_plausible_build_id
+from vmcore.symbols import normalize_build_id as _normalize
 
 __all__ = [
     "KernelIdentity",
@@ -23,11 +25,6 @@ __all__ = [
     "release_from_banner",
 ]
 
-# VMCOREINFO prints BUILD_ID_SIZE_MAX (20) bytes; GNU build-ids (SHA-1) are 20 bytes too, but
-# other linkers' ids (md5, uuid, xxhash) are 8 to 32 bytes, so both bounds are accepted here.
-_MIN_ID_BYTES = 8
-_MAX_ID_BYTES = 64
-_HEX = re.compile(r"[0-9a-f]+")
 # VMCOREINFO is a few KiB; anything much larger is not VMCOREINFO.
 _MAX_VMCOREINFO = 1 << 20
 _BANNER = re.compile(r"Linux version (\S+) ")
@@ -35,28 +32,10 @@ _BANNER = re.compile(r"Linux version (\S+) ")
 
 def normalize_build_id(text: str) -> str:
     """Lower-case hex of a build-id; raises :class:`MalformedInput` when it is not hex bytes."""
-    value = text.strip().lower()
-    if value.startswith("0x"):
-        value = value[2:]
-    if not _HEX.fullmatch(value) or len(value) % 2:
-        raise MalformedInput(f"build-id {text!r} is not an even number of hex digits")
-    if not _MIN_ID_BYTES * 2 <= len(value) <= _MAX_ID_BYTES * 2:
-        raise MalformedInput(f"build-id {text!r} has {len(value) // 2} bytes, expected 8 to 64")
-    return value
-
-
-def is_plausible_build_id(text: str) -> bool:
-    """False for values that cannot be a real build-id (the garbage-BUILD-ID kernels).
-
-    A hash has high entropy: all-zero ids and ids with at most two distinct byte values are what
-    the broken kernels print, never what a linker computes.
-    """
     try:
-        value = normalize_build_id(text)
-    except MalformedInput:
-        return False
-    distinct = {value[i : i + 2] for i in range(0, len(value), 2)}
-    return len(distinct) > 2
+        return _normalize(text)
+    except BadBuildId as e:
+        raise MalformedInput(str(e)) from None
 
 
 def release_from_banner(banner: str) -> str | None:

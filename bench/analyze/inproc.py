@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from analyzer.analyze import analyze
-from analyzer.source import LocalFileSource
 from symbol_cache import decode_pack
+from vmcore.analyze import analyze
+from vmcore.source import LocalFileSource
 
 
 def main() -> None:

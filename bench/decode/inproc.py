@@ -17,11 +17,11 @@ def main() -> None:
     p.add_argument("dump")
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args()
-    from analyzer.formats import open_dump
-    from analyzer.logread import read_log
-    from analyzer.oops import parse_log
-    from analyzer.printk import format_dmesg
-    from analyzer.source import LocalFileSource
+    from vmcore.formats import open_dump
+    from vmcore.logread import read_log
+    from vmcore.oops import parse_log
+    from vmcore.printk import format_dmesg
+    from vmcore.source import LocalFileSource
 
     best = float("inf")
     records = 0

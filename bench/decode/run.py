@@ -137,7 +137,7 @@ def _cli_cmd(dump: Path) -> list[str]:
         return [str(ROOT / ".venv" / "bin" / "crashfleet"), "analyze", "--log", str(dump)]
     # crashfleet's top-level parser abbreviates --log to --log-level/--log-format (ambiguous)
     # until it is built with allow_abbrev=False; the same handler, without the shell:
-    return [PY, "-m", "analyzer.cli", str(dump), "--log"]
+    return [PY, "-m", "crashfleet.commands.analyze", str(dump), "--log"]
 
 
 def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
@@ -259,7 +259,8 @@ def main() -> None:
             if kdump is not None:
                 cases.append((f"{case} (-R)", kdump, {**man, "format": "kdump"}))
     subprocess.run([PY, "-m", "compileall", "-q", *(str(ROOT / p) for p in (
-        "crashfleet", "agent", "ingest", "analyzer", "symbol_cache"))], check=True,
+        "vmcore", "foundation", "signature", "store", "ingest", "symbol_cache", "agent",
+        "analyzer", "crashfleet"))], check=True,
         env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     base = floor(args.repeat * 4)
     rows: list[dict] = []

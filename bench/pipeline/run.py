@@ -45,10 +45,10 @@ def _dumps() -> list[Path]:
 def analyzer_throughput(tmp: Path) -> tuple[int, float]:
     from datetime import UTC, datetime
 
-    from analyzer.pipeline.worker import EventProcessor
-    from analyzer.store import CrashStore
+    from analyzer.worker import EventProcessor
     from ingest.events import CrashReported, DumpRef, HostIdentity, crash_event_id
     from ingest.localstore import LocalObjectStore
+    from store import CrashStore
 
     objects = LocalObjectStore(tmp / "objects")
     store = CrashStore(f"sqlite:///{tmp / 'store.sqlite'}")

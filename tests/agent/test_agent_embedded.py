@@ -14,9 +14,9 @@ from agent.facts import DumpFacts, read_facts
 from agent.hostid import host_identity
 from agent.journal import Journal
 from agent.metrics import AgentMetrics
-from agent.runtime import agent_config
 from agent.service import Agent
-from crashfleet.settings import load_settings
+from crashfleet.wiring.agent import agent_config
+from foundation.settings import load_settings
 from ingest.embedded_log import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer
 from ingest.events import decode_crash_reported
 from ingest.localstore import LocalObjectStore

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.runtime import build_agent
-from crashfleet.settings import Settings, load_settings
 from crashfleet.stack import Stack, StackInfo, free_port
+from crashfleet.wiring.agent import build_agent
+from foundation.settings import Settings, load_settings
 from ingest.events import decode_crash_reported
 from ingest.kafka import KafkaAdmin, KafkaConsumer
 from ingest.s3 import S3ObjectStore
@@ -321,9 +321,9 @@ def test_retention(tmp_path: Path, services: StackInfo, s3_bucket: str, topic: s
 def test_flattened_dump_ships_with_its_index_built_while_streaming(
         tmp_path: Path, services: StackInfo, s3_bucket: str, topic: str,
         fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
-    from analyzer.analyze import analyze
-    from analyzer.formats.flattened import FlatIndex, build_index
-    from analyzer.source import LocalFileSource, ObjectStoreSource
+    from vmcore.analyze import analyze
+    from vmcore.formats.flattened import FlatIndex, build_index
+    from vmcore.source import LocalFileSource, ObjectStoreSource
 
     flat = [(m, d) for m, d in fixture_dumps if m["format"] == "kdump-flattened"]
     assert flat, "no flattened dump in the fixture corpus"
@@ -354,9 +354,9 @@ def test_corrupt_flattened_dump_still_ships_without_an_index(
     index builder's error escaped the upload and stopped the agent on every restart."""
     import struct
 
-    from analyzer.errors import CorruptDump
-    from analyzer.formats.flattened import build_index
-    from analyzer.source import BytesSource
+    from vmcore.errors import CorruptDump
+    from vmcore.formats.flattened import build_index
+    from vmcore.source import BytesSource
 
     flat = [(m, d) for m, d in fixture_dumps if m["format"] == "kdump-flattened"]
     assert flat, "no flattened dump in the fixture corpus"
@@ -385,7 +385,7 @@ def test_metrics_port_serves_the_agent_metrics(tmp_path: Path, services: StackIn
                                                s3_bucket: str, topic: str) -> None:
     import urllib.request
 
-    from agent.runtime import run_agent
+    from crashfleet.wiring.agent import run_agent
 
     _debian_dump(tmp_path / "crash", "202611252200", os.urandom(MIB))
     port = free_port()

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from crashfleet.errors import ConfigError
-from crashfleet.settings import env_name, load_settings, redacted, reference_markdown
+from foundation.errors import ConfigError
+from foundation.settings import env_name, load_settings, redacted, reference_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import AgentMetrics
-from analyzer.pipeline.metrics import METRIC_NAMES, AnalyzerMetrics, StoreCollector
-from analyzer.store import CrashStore
+from analyzer.metrics import METRIC_NAMES, AnalyzerMetrics, StoreCollector
+from store import CrashStore
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.runtime import build_agent
-from crashfleet.settings import Settings, load_settings
 from crashfleet.stack import StackInfo, free_port
+from crashfleet.wiring.agent import build_agent
+from foundation.settings import Settings, load_settings
 from ingest.events import HostIdentity
 from ingest.kafka import KafkaAdmin
 

@@ -1,1 +1,0 @@
-"""The analyzer service: worker, consumer loop, metrics, the embedded pipeline."""

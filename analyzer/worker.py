@@ -1,0 +1,181 @@
+"""Processing one ``crash-reported`` event: read the dump with ranged reads, analyze, sign,
+cluster, store, and put the report beside the dump.
+
+Errors tell the consumer loop what to do (arroyo's rule): :class:`RetryLater` — a service is
+unreachable, try the same event again; :class:`DeadLetter` — this event can never be analyzed
+(malformed, truncated or hostile dump), send it to the dead-letter topic with the reason and
+keep the dump.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from foundation.errors import CrashfleetError, is_retryable
+from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
+from ingest.objectstore import ObjectStore
+from ingest.schema import SchemaError
+from signature import Signature, compute_signature
+from signature.inputs import signature_input
+from store import CrashRecord, CrashStore, RecordOutcome
+from vmcore.analyze import Analysis, PackProvider
+from vmcore.errors import AnalyzerError
+
+__all__ = ["DeadLetter", "EventProcessor", "Processed", "RetryLater"]
+
+log = structlog.get_logger("crashfleet.analyzer")
+
+
+class RetryLater(Exception):
+    """A transient failure: the same event may succeed later."""
+
+
+class DeadLetter(Exception):
+    """A permanent failure: the event goes to the dead-letter topic with this reason."""
+
+    def __init__(self, reason: str, *, event_id: str | None = None):
+        self.event_id = event_id
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Processed:
+    """The result of one event: what was stored and what to announce."""
+
+    event: CrashReported
+    signature: Signature
+    outcome: RecordOutcome
+    analyzed: CrashAnalyzed
+    seconds: float
+    bytes_fetched: int | None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _decode(event: CrashReported, fn: Callable[..., Analysis], *args: Any,
+            **kwargs: Any) -> Analysis:
+    """Run the decoder. An error it did not type is a decoder bug met on this dump: the event
+    is dead-lettered (the dump stays stored, for a replay once it is fixed) instead of
+    crashing the worker on every redelivery and stalling its partition. Byte sources and
+    symbol sources raise typed errors, so no outage ends up here."""
+    try:
+        return fn(*args, **kwargs)
+    except AnalyzerError:
+        raise
+    except Exception as exc:
+        log.exception("decoder.bug")
+        raise DeadLetter(f"decoder bug: {type(exc).__name__}: {exc}",
+                         event_id=event.event_id) from exc
+
+
+class EventProcessor:
+    """Turns raw event bytes into a stored crash. Stateless between events."""
+
+    def __init__(self, *, objects: ObjectStore, store: CrashStore, report_suffix: str,
+                 block_cache_bytes: int, symbols: PackProvider | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.objects = objects
+        self.symbols = symbols
+        self.store = store
+        self.report_suffix = report_suffix
+        self.block_cache_bytes = block_cache_bytes
+        self.clock = clock
+
+    def process(self, raw: bytes) -> Processed:
+        try:
+            event = decode_crash_reported(raw)
+        except SchemaError as exc:
+            raise DeadLetter(f"malformed crash-reported event: {exc}") from exc
+        structlog.contextvars.bind_contextvars(crash_id=event.event_id, host=event.host.hostname)
+        try:
+            return self._process(event)
+        except (AnalyzerError, CrashfleetError) as exc:
+            if is_retryable(exc):
+                raise RetryLater(str(exc)) from exc
+            raise DeadLetter(f"{type(exc).__name__}: {exc}", event_id=event.event_id) from exc
+        finally:
+            structlog.contextvars.unbind_contextvars("crash_id", "host")
+
+    def _process(self, event: CrashReported) -> Processed:
+        from vmcore.analyze import MAX_LOG_TEXT, analyze, analyze_log
+        from vmcore.formats.flattened import FlatIndex
+        from vmcore.source import ObjectStoreSource
+
+        t0 = time.monotonic()
+        src: ObjectStoreSource | None = None
+        if event.dump.key is None:
+            # Log-only shipment: the kernel log is all there is.
+            if event.dump.dmesg_key is None:
+                raise DeadLetter("event names neither a dump nor a kernel log",
+                                 event_id=event.event_id)
+            info = self.objects.head(event.dump.dmesg_key)
+            if info is None:
+                raise DeadLetter(f"kernel log {event.dump.dmesg_key} is missing",
+                                 event_id=event.event_id)
+            start = max(0, info.size - MAX_LOG_TEXT)
+            text = self.objects.get_range(event.dump.dmesg_key, start, info.size - start)
+            analysis = _decode(event, analyze_log, text, source=event.dump.dmesg_key)
+            report_base = event.dump.dmesg_key
+        else:
+            flat_index = None
+            if event.dump.index_key:
+                info = self.objects.head(event.dump.index_key)
+                if info is not None and info.size < 64 * 1024 * 1024:
+                    flat_index = FlatIndex.from_bytes(
+                        self.objects.get_range(event.dump.index_key, 0, info.size))
+            block = 64 * 1024
+            src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
+                                    block_size=block,
+                                    max_blocks=max(4, self.block_cache_bytes // block))
+            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
+            report_base = event.dump.key
+        report = analysis.report
+        inputs = signature_input(report)
+        sig = compute_signature(inputs)
+        now = self.clock()
+        findings = tuple({"kind": f.kind, "module": f.module} for f in inputs.findings)
+        report_key = report_base + self.report_suffix
+        body = report.to_dict()
+        body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
+        body["findings"] = list(findings)
+        body["event_id"] = event.event_id
+        self.objects.put(report_key, json.dumps(body, indent=2).encode(),
+                         {"event-id": event.event_id})
+        outcome = self.store.record(CrashRecord(
+            event_id=event.event_id, host=event.host.hostname, machine_id=event.host.machine_id,
+            kernel_release=report.kernel.release or event.kernel_release,
+            build_id=report.kernel.build_id or event.build_id,
+            crash_time=_parse_time(event.crash_time), analyzed_at=now,
+            dump_key=event.dump.key, report_key=report_key, signature=sig, findings=findings,
+            partial=report.partial,
+        ))
+        analyzed = CrashAnalyzed(
+            event_id=event.event_id, schema_version=1, host=event.host,
+            kernel_release=report.kernel.release or event.kernel_release, signature_id=sig.id,
+            signature=sig.text, cluster_id=outcome.cluster_id, panic_class=sig.panic_class,
+            taint=sig.taint, findings=sig.findings, report_key=report_key,
+            analyzed_at=_iso(now), partial=report.partial,
+            new_signature=outcome.new_signature, new_cluster=outcome.new_cluster,
+            new_taint_set=outcome.new_taint_set, new_taint_letters=outcome.new_taint_letters,
+        )
+        return Processed(event, sig, outcome, analyzed, time.monotonic() - t0,
+                         src.bytes_fetched if src is not None else None)

@@ -1,0 +1,298 @@
+"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols]``: decode a dump;
+with the kernel's symbols also read the crashed task, its stack and the modules from memory.
+
+``DUMP`` is a path or an ``s3://bucket/key`` URI (the S3 adapter is imported only then, so a
+local analysis starts fast). Exit codes: 0 ok, 1 the dump cannot be decoded, 3 the report is
+partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crashfleet.cli import App
+    from vmcore.analyze import PackProvider
+    from vmcore.report import Report
+    from vmcore.source import ByteSource
+
+__all__ = ["register"]
+
+EXIT_PARTIAL = 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` command."""
+    p = sub.add_parser(
+        "analyze", help="decode a dump: kernel log, oops, task, taint, modules",
+        description="Decode a kdump-compressed, flattened or ELF dump without vmlinux.")
+    p.add_argument("dump", metavar="DUMP", help="dump path or s3://bucket/key")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--log", action="store_true",
+                     help="print the kernel log as makedumpfile --dump-dmesg does")
+    out.add_argument("--json", action="store_true", help="print the versioned JSON report")
+    p.add_argument("--flat-index", metavar="FILE",
+                   help="stored offset index of a flattened dump (default: DUMP.flatindex "
+                        "beside the dump, if present; skips the indexing pass)")
+    p.add_argument("--write-flat-index", metavar="FILE",
+                   help="index a flattened dump and write the index to FILE")
+    sym = p.add_mutually_exclusive_group()
+    sym.add_argument("--vmlinux", metavar="PATH",
+                     help="debug vmlinux of the dump's kernel: read the crashed task, its "
+                          "stack, modules and findings from memory")
+    sym.add_argument("--symbols", action="store_true",
+                     help="the same with the kernel's pack from the symbol cache in the "
+                          "settings ([symbols])")
+    p.add_argument("--header", action="store_true",
+                   help="print only what the header blocks say (reads a few KiB)")
+    p.set_defaults(func=_analyze, no_logging_setup=True)
+
+
+def _sidecar_index(uri: str, app: App) -> bytes | None:
+    """A stored flat index beside the dump (``DUMP.flatindex``), if any."""
+    from vmcore.formats.flattened import INDEX_SUFFIX
+
+    if uri.startswith("s3://"):
+        src = _open(uri + INDEX_SUFFIX, app, must_exist=False)
+        if src is None:
+            return None
+        return src.read(0, src.size)
+    try:
+        with open(uri + INDEX_SUFFIX, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _open(uri: str, app: App, must_exist: bool = True) -> ByteSource | None:
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[5:].partition("/")
+        if not bucket or not key:
+            from foundation.errors import UsageError
+
+            raise UsageError(f"expected s3://bucket/key, got {uri!r}")
+        from ingest.s3 import S3ObjectStore
+        from vmcore.source import ObjectStoreSource
+
+        s3 = app.settings().s3
+        store = S3ObjectStore(
+            bucket, endpoint_url=s3.endpoint_url, region=s3.region,
+            addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
+            read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts)
+        if not must_exist and store.head(key) is None:
+            return None
+        return ObjectStoreSource(store, key)
+    from vmcore.source import LocalFileSource
+
+    return LocalFileSource(uri)
+
+
+def _analyze(args: argparse.Namespace, app: App) -> int:
+    from vmcore.errors import AnalyzerError
+
+    try:
+        src = _open(args.dump, app)
+    except OSError as exc:
+        print(f"crashfleet: error: {exc}", file=sys.stderr)
+        return 1
+    assert src is not None
+    try:
+        index_bytes = None
+        if args.flat_index:
+            with open(args.flat_index, "rb") as f:
+                index_bytes = f.read()
+        elif src.read(0, 12) == b"makedumpfile":
+            index_bytes = _sidecar_index(args.dump, app)
+        return _run(args, src, index_bytes, app)
+    except AnalyzerError as exc:
+        print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+
+
+def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | None:
+    """How ``--vmlinux`` / ``--symbols`` get the kernel's symbol pack (None: neither)."""
+    if getattr(args, "vmlinux", None):
+        from pathlib import Path
+
+        from symbol_cache import build_pack
+
+        path = Path(args.vmlinux)
+        return lambda _info: build_pack(path, source="file")
+    if getattr(args, "symbols", False) and app is not None:
+        from crashfleet.wiring.symbols import open_cache, pack_provider
+
+        return pack_provider(open_cache(app.settings()))
+    return None
+
+
+def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
+         app: App | None = None) -> int:
+    if args.write_flat_index:
+        from vmcore.formats.flattened import build_index
+
+        with open(args.write_flat_index, "wb") as f:
+            f.write(build_index(src).to_bytes())
+        return 0
+    if args.header:
+        import json
+        from dataclasses import asdict
+
+        from vmcore.analyze import read_header
+
+        print(json.dumps(asdict(read_header(src)), indent=2))
+        return 0
+    index = None
+    if index_bytes is not None:
+        from vmcore.formats.flattened import FlatIndex
+
+        index = FlatIndex.from_bytes(index_bytes)
+    if args.log:
+        from vmcore.formats import open_dump
+        from vmcore.logread import read_log
+        from vmcore.printk import format_dmesg
+
+        _info, log = read_log(open_dump(src, index))
+        sys.stdout.buffer.write(format_dmesg(log.records))
+        sys.stdout.flush()
+        for note in log.notes:
+            print(f"crashfleet: warning: {note}", file=sys.stderr)
+        return EXIT_PARTIAL if log.partial else 0
+    from vmcore.analyze import analyze
+
+    report = analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report
+    if args.json:
+        print(report.to_json())
+    else:
+        sys.stdout.write(summary(report))
+    return EXIT_PARTIAL if report.partial else 0
+
+
+def _fmt_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def summary(r: Report) -> str:
+    """The human-readable summary of a report."""
+    import time
+
+    rows: list[tuple[str, Any]] = []
+    d = r.dump
+    extra = ", ".join(x for x in (
+        f"header v{d.header_version}" if d.header_version else "",
+        f"dump level {d.dump_level}" if d.dump_level is not None else "",
+        "INCOMPLETE" if d.incomplete else "") if x)
+    rows.append(("dump", f"{d.source} ({d.format}, {d.compression}, {_fmt_size(d.size)}"
+                         f"{', ' + extra if extra else ''})"))
+    k = r.kernel
+    rows.append(("kernel", " ".join(x for x in (k.release, k.version) if x) or "?"))
+    rows.append(("build-id", k.build_id or "?"))
+    if r.crash_time:
+        rows.append(("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                 time.gmtime(r.crash_time))))
+    p = r.panic
+    if p.line is not None:
+        rows.append(("panic", p.line))
+    rows.append(("class", p.klass + (f" ({', '.join(p.qualifiers)})" if p.qualifiers else "")))
+    if p.headline:
+        rows.append(("oops", p.headline))
+    if r.bug_location:
+        rows.append(("location", r.bug_location))
+    if r.fault and r.fault.error_code is not None:
+        f = r.fault
+        rows.append(("fault", f"{f.privilege} {f.access} in {f.mode} mode, error_code "
+                              f"{f.error_code:#06x} [{' '.join(f.error_flags) or '-'}]"
+                              f"{' - ' + f.reason if f.reason else ''}"))
+    if r.rip:
+        rows.append(("RIP", r.rip.text))
+    t = r.task
+    if t.comm is not None or t.pid is not None:
+        rows.append(("task", f"{t.comm} (pid {t.pid}) on CPU {t.cpu}"))
+    if r.taint:
+        meanings = "; ".join(f"{a}: {b}" for a, b in zip(r.taint.flags, r.taint.meanings,
+                                                           strict=True))
+        rows.append(("taint", f"{r.taint.letters} ({meanings})" if meanings
+                     else "not tainted"))
+    if r.modules:
+        m = r.modules
+        rows.append(("modules", " ".join(n + (f"({m.taints[n]})" if n in m.taints else "")
+                                         for n in m.loaded) or "-"))
+        if m.last_unloaded:
+            rows.append(("last unloaded", m.last_unloaded + (
+                f" ({m.last_unloaded_taints})" if m.last_unloaded_taints else "")))
+    if r.frames:
+        rows.append(("call trace", ""))
+    mi = r.memory
+    if mi is not None:
+        rows.append(("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                                f"{mi.kaslr_offset:#x})"))
+        rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
+                                     + (f" at {mi.task_address:#x}" if mi.task_address else "")))
+        rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
+        rows.append(("modules (memory)", " ".join(
+            f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
+            for m in mi.modules) or "-"))
+        if mi.last_unloaded:
+            rows.append(("last unloaded (memory)", mi.last_unloaded))
+    for fd in r.findings:
+        rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                                + (f" at {fd.address:#x}" if fd.address is not None else "")
+                                + (f" in {fd.thread}" if fd.thread else "")
+                                + "".join(f"; {e}" for e in fd.evidence)))
+    if len(r.oopses) > 1:
+        rows.append(("oopses", f"{len(r.oopses)} in the log (first is primary)"))
+    if r.log is not None:
+        rows.append(("log", f"{r.log.records} records{' (partial)' if r.log.partial else ''}"))
+    if r.dump.bytes_fetched is not None:
+        rows.append(("bytes fetched", f"{r.dump.bytes_fetched} of {r.dump.size} "
+                                      f"({100 * r.dump.bytes_fetched / max(1, r.dump.size):.2f}%)"))
+    width = max(len(a) for a, _ in rows) + 2
+    out = []
+    for a, b in rows:
+        out.append(f"{a + ':':<{width}}{b}".rstrip())
+        if a == "call trace":
+            for fr in r.frames:
+                mark = "  " if fr.reliable else "? "
+                name = fr.function or (f"{fr.address:#x}" if fr.address is not None else "?")
+                off = f"+{fr.offset:#x}/{fr.size:#x}" if fr.offset is not None else ""
+                mod = f" [{fr.module}]" if fr.module else ""
+                ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
+                out.append(f"  {mark}{name}{off}{mod}{ctx}")
+        if a == "stack (memory)" and r.memory is not None:
+            for mf in r.memory.frames:
+                mark = "  " if mf.reliable else "? "
+                name = mf.function or f"{mf.address:#x}"
+                off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
+                mod = f" [{mf.module}]" if mf.module else ""
+                exc = "  [exception RIP]" if mf.exception else ""
+                ctx = f"  <{mf.context}>" if mf.context != "task" else ""
+                out.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
+    if r.notes:
+        out.append("notes:")
+        out.extend(f"  {n}" for n in r.notes)
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crashfleet.commands.analyze DUMP [--log|--json]``: the command without the
+    crashfleet shell (no settings file unless an ``s3://`` URI needs one)."""
+    from crashfleet.cli import App
+
+    parser = argparse.ArgumentParser(prog="crashfleet", allow_abbrev=False)
+    parser.add_argument("--config")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["analyze", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args, App(args)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Wiring the analyzer service from settings (Kafka, S3, the store, /metrics) and rendering
+the cluster table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, start_http_server
+
+from analyzer.metrics import AnalyzerMetrics, StoreCollector
+from analyzer.service import AnalyzerLoop, LoopConfig
+from analyzer.worker import EventProcessor
+from foundation.lifecycle import stop_on_signals
+from foundation.settings import Settings
+from ingest.eventlog import EventConsumer, EventProducer
+from ingest.objectstore import ObjectStore
+from store import ClusterRow, CrashStore
+from vmcore.analyze import PackProvider
+
+__all__ = ["build_loop", "cluster_table", "clusters_json", "run_analyzer"]
+
+log = structlog.get_logger("crashfleet.analyzer")
+MIB = 1024 * 1024
+
+
+def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventProducer,
+               objects: ObjectStore, store: CrashStore, metrics: AnalyzerMetrics,
+               symbols: PackProvider | None = None) -> AnalyzerLoop:
+    """An analyzer loop over the given adapters; ``symbols`` gives deep (memory) analysis."""
+    a = settings.analyzer
+    processor = EventProcessor(objects=objects, store=store, report_suffix=a.report_suffix,
+                               block_cache_bytes=a.block_cache_mib * MIB, symbols=symbols)
+    cfg = LoopConfig(analyzed_topic=settings.kafka.topic_crash_analyzed,
+                     dead_letter_topic=settings.kafka.topic_dead_letter,
+                     max_attempts=a.max_attempts, retry_backoff_s=a.retry_backoff_s)
+    return AnalyzerLoop(cfg, consumer=consumer, producer=producer, processor=processor,
+                        store=store, metrics=metrics)
+
+
+def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> int:
+    """One worker of the analyzer consumer group, with real Kafka, S3 and the store."""
+    from ingest.kafka import KafkaAdmin, KafkaConsumer, KafkaProducer, kafka_client_options
+    from ingest.s3 import S3ObjectStore
+
+    k = settings.kafka
+    opts = kafka_client_options(k)
+    admin = KafkaAdmin(**opts)
+    admin.ensure_topics({k.topic_crash_reported: 6, k.topic_crash_analyzed: 6,
+                         k.topic_dead_letter: 1})
+    admin.close()
+    store = CrashStore(settings.store.url)
+    store.migrate()
+    registry = CollectorRegistry()
+    metrics = AnalyzerMetrics(registry)
+    registry.register(StoreCollector(store, settings.analyzer.top_clusters))
+    if settings.analyzer.metrics_port:
+        start_http_server(settings.analyzer.metrics_port, registry=registry)
+    consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
+                             topics=[k.topic_crash_reported],
+                             session_timeout_s=settings.analyzer.session_timeout_s)
+    producer = KafkaProducer(**opts)
+    from crashfleet.wiring.symbols import open_cache, pack_provider
+
+    loop = build_loop(settings, consumer=consumer, producer=producer,
+                      objects=S3ObjectStore.from_settings(settings.s3), store=store,
+                      metrics=metrics, symbols=pack_provider(open_cache(settings, registry)))
+    stop = stop_on_signals("analyzer")
+    log.info("analyzer.start", group=settings.analyzer.group_id, topic=k.topic_crash_reported)
+    try:
+        handled = loop.run(stop, idle_exit_s=exit_when_idle)
+    finally:
+        consumer.close()
+        producer.close()
+        store.dispose()
+    log.info("analyzer.done", handled=handled)
+    return 0
+
+
+def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
+    return [{"id": r.id, "signature": r.signature, "panic_class": r.panic_class,
+             "taint": r.taint, "findings": list(r.findings), "count": r.count,
+             "hosts": r.hosts, "kernels": list(r.kernels),
+             "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()}
+            for r in rows]
+
+
+def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
+    """The cluster table as text: count, hosts, kernels, findings, signature."""
+    if not rows:
+        return "no clusters yet\n"
+    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / FINDINGS / SIGNATURE"]
+    for r in rows:
+        lines.append(f"{r.id:16}  {r.count:5}  {r.hosts:5}  {', '.join(r.kernels)}")
+        if r.findings:
+            lines.append(f"{'':30}findings: {', '.join(r.findings)}")
+        sig = r.signature
+        while sig:
+            lines.append(f"{'':30}{sig[: width - 30]}")
+            sig = sig[width - 30:]
+    return "\n".join(lines) + "\n"

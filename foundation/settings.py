@@ -1,0 +1,536 @@
+"""Settings: declared once, loaded from one TOML file plus ``CRASHFLEET_*`` environment overrides.
+
+Every setting is a field of a frozen section dataclass below, declared with :func:`setting`
+(default and one-line description); its type is the field's annotation. The loader, the
+``config check`` output, the environment variable names and ``docs/configuration.md`` are all
+derived from these declarations, so a setting cannot exist in one place and not another.
+
+Environment overrides are named ``CRASHFLEET_<SECTION>_<KEY>`` in upper case, for example
+``CRASHFLEET_KAFKA_BOOTSTRAP_SERVERS``; list values are comma-separated there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from foundation.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AgentSettings",
+    "AnalyzerSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "S3Settings",
+    "Settings",
+    "StoreSettings",
+    "SymbolsSettings",
+    "describe",
+    "env_name",
+    "load_settings",
+    "redacted",
+    "reference_markdown",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/crashfleet/crashfleet.toml")
+ENV_PREFIX = "CRASHFLEET_"
+_REDACTED = "***"
+
+
+def setting(default: Any, doc: str, *, secret: bool = False, minimum: float | None = None) -> Any:
+    """Declare one setting: its default, a one-line description and constraints."""
+    meta = {"doc": doc, "secret": secret, "minimum": minimum}
+    if isinstance(default, list):
+        raise TypeError("use a tuple for list defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How crashfleet logs (structlog)."""
+
+    level: Literal["debug", "info", "warning", "error"] = setting("info", "Lowest level logged.")
+    format: Literal["auto", "json", "console"] = setting(
+        "auto", "Log format: JSON lines, readable console lines, or auto (console on a terminal)."
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka cluster events travel through."""
+
+    bootstrap_servers: tuple[str, ...] = setting(
+        ("127.0.0.1:9092",), "Kafka bootstrap servers as host:port."
+    )
+    client_id: str = setting("crashfleet", "Client id sent to the brokers.")
+    request_timeout_s: float = setting(
+        10.0, "Seconds to wait for a broker before reporting it unreachable.", minimum=0.1
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting(
+        "PLAINTEXT", "Kafka security protocol."
+    )
+    sasl_mechanism: str = setting("", "SASL mechanism (PLAIN, SCRAM-SHA-512, …); empty for none.")
+    sasl_username: str = setting("", "SASL user name.")
+    sasl_password: str = setting("", "SASL password.", secret=True)
+    topic_crash_reported: str = setting("crash-reported", "Topic of crash-reported events.")
+    topic_crash_analyzed: str = setting("crash-analyzed", "Topic of crash-analyzed events.")
+    topic_dead_letter: str = setting(
+        "crash-dead-letter", "Topic of events whose dumps could not be analyzed."
+    )
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """The S3-compatible object store holding dumps, reports and symbol packs.
+
+    Credentials never live here: boto3's standard chain (environment, profile, instance role).
+    """
+
+    endpoint_url: str = setting("", "S3 endpoint URL; empty for AWS's default endpoint.")
+    region: str = setting("us-east-1", "S3 region.")
+    bucket: str = setting("crashfleet", "Bucket for dumps, reports and symbol packs.")
+    addressing_style: Literal["auto", "path", "virtual"] = setting(
+        "auto", "Bucket addressing style (path for most self-hosted servers)."
+    )
+    connect_timeout_s: float = setting(
+        5.0, "Seconds to wait for a connection before reporting the endpoint unreachable.",
+        minimum=0.1,
+    )
+    read_timeout_s: float = setting(60.0, "Seconds to wait for a response.", minimum=0.1)
+    max_attempts: int = setting(3, "Attempts per request, retries included.", minimum=1)
+    sse: Literal["none", "AES256", "aws:kms"] = setting(
+        "none", "Server-side encryption for objects written."
+    )
+    sse_kms_key_id: str = setting("", "KMS key id when sse is aws:kms.")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The crash store (SQLAlchemy URL)."""
+
+    url: str = setting(
+        "sqlite:////var/lib/crashfleet/crashfleet.db",
+        "SQLAlchemy database URL: sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB.",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The host agent: where dumps are found and how they are shipped."""
+
+    watch_dirs: tuple[str, ...] = setting(
+        ("/var/crash",), "Directories watched for finished dumps (kdump-tools, RHEL, plain)."
+    )
+    state_dir: str = setting(
+        "/var/lib/crashfleet/agent", "Directory of the agent's journal (uploads, outbox)."
+    )
+    content: Literal["full", "log-only"] = setting(
+        "full", "Ship the whole dump, or only the kernel log and header facts (log-only)."
+    )
+    dumps_prefix: str = setting("dumps/", "Object key prefix for shipped dumps.")
+    part_size_mib: int = setting(
+        16, "Multipart part size in MiB (raised for dumps over 9,000 parts: S3 allows 10,000).",
+        minimum=5,
+    )
+    upload_concurrency: int = setting(
+        4, "Parts uploaded in parallel (streamed from the file: memory does not grow with it).",
+        minimum=1,
+    )
+    bandwidth_limit_mibps: float = setting(
+        0.0, "Upload bandwidth cap in MiB/s; 0 for none.", minimum=0.0
+    )
+    stable_for_s: float = setting(
+        5.0, "Seconds a dump's size must stay unchanged before it is shipped.", minimum=0.0
+    )
+    rescan_interval_s: float = setting(
+        60.0, "Seconds between full rescans (inotify reports most changes sooner).", minimum=1.0
+    )
+    retry_initial_s: float = setting(1.0, "First retry delay after a failure.", minimum=0.01)
+    retry_max_s: float = setting(300.0, "Longest retry delay (exponential backoff, jitter).",
+                                 minimum=0.01)
+    retention: Literal["keep", "delete", "limit"] = setting(
+        "keep", "After a confirmed shipment: keep dumps, delete them, or apply the limits below."
+    )
+    retention_keep_newest: int = setting(
+        0, "With retention = limit: keep at most this many shipped dumps (0: no count limit).",
+        minimum=0,
+    )
+    retention_max_bytes: int = setting(
+        0, "With retention = limit: keep shipped dumps up to this many bytes (0: no limit).",
+        minimum=0,
+    )
+    require_root_owner: bool = setting(
+        True, "Refuse crash directories not owned by root (as apport does)."
+    )
+    metrics_port: int = setting(0, "Port of the agent's /metrics endpoint; 0 for none.",
+                                minimum=0)
+    metrics_textfile: str = setting(
+        "", "node_exporter textfile to write metrics to (a *.prom path); empty for none."
+    )
+
+
+@dataclass(frozen=True)
+class SymbolsSettings:
+    """The symbol cache: kernel debug symbols by build-id, digested into shared packs."""
+
+    cache_dir: str = setting(
+        "/var/cache/crashfleet/symbols", "Directory of the local pack tier and downloads."
+    )
+    disk_cap_mib: int = setting(
+        4096, "Most MiB of packs kept in cache_dir (least recently used evicted).", minimum=1
+    )
+    memory_packs: int = setting(8, "Packs kept decoded in each process.", minimum=1)
+    shared: Literal["none", "s3"] = setting(
+        "none", "Shared pack tier: none, or the [s3] bucket (packs/<build-id>)."
+    )
+    sources: tuple[str, ...] = setting(
+        ("debuginfod", "dir", "deb"),
+        "Sources tried in order when no tier has a pack: debuginfod, dir, deb.",
+    )
+    debuginfod_urls: tuple[str, ...] = setting(
+        (), "debuginfod server URLs; empty: the DEBUGINFOD_URLS environment variable."
+    )
+    debuginfod_timeout_s: float = setting(
+        30.0, "Seconds to wait for a debuginfod server to connect or send data.", minimum=0.1
+    )
+    debug_dirs: tuple[str, ...] = setting(
+        ("/usr/lib/debug",), "Debug-info trees (Debian, Fedora and .build-id layouts)."
+    )
+    deb_dirs: tuple[str, ...] = setting(
+        (), "Directories of linux-image-*-dbg .deb/.ddeb packages to import from."
+    )
+    lease_ttl_s: float = setting(
+        300.0, "Seconds a build lease is valid; a crashed builder's lease expires.", minimum=1.0
+    )
+    wait_timeout_s: float = setting(
+        600.0, "Seconds to wait for another process's build before giving up.", minimum=1.0
+    )
+    failure_ttl_s: float = setting(
+        300.0, "Seconds a build-id that no source has is remembered in the shared tier.",
+        minimum=0.0,
+    )
+
+
+@dataclass(frozen=True)
+class AnalyzerSettings:
+    """The analyzer service: consumer group, retries, reports and metrics."""
+
+    group_id: str = setting("crashfleet-analyzer", "Kafka consumer group of the analyzers.")
+    session_timeout_s: float = setting(
+        10.0, "Consumer group session timeout: a dead worker's partitions move after this.",
+        minimum=1.0,
+    )
+    max_attempts: int = setting(
+        3, "Attempts for a retryable failure (S3 or symbols unreachable) before dead-lettering.",
+        minimum=1,
+    )
+    retry_backoff_s: float = setting(2.0, "First delay between attempts (doubles).",
+                                     minimum=0.0)
+    report_suffix: str = setting(".report.json", "Reports are stored at <dump key><suffix>.")
+    block_cache_mib: int = setting(
+        16, "Memory for cached dump blocks per worker (ranged reads from S3).", minimum=1
+    )
+    metrics_port: int = setting(9464, "Port of the analyzer's /metrics endpoint; 0 for none.",
+                                minimum=0)
+    top_clusters: int = setting(
+        20, "Clusters exported by name in metrics; the rest are summed as 'other'.", minimum=1
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, one section per field."""
+
+    log: LogSettings = field(default_factory=LogSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    analyzer: AnalyzerSettings = field(default_factory=AnalyzerSettings)
+    symbols: SymbolsSettings = field(default_factory=SymbolsSettings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Introspection over the declarations.
+
+
+@dataclass(frozen=True)
+class _Decl:
+    section: str
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    secret: bool
+    minimum: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def describe() -> list[_Decl]:
+    """Every declared setting, in declaration order."""
+    out: list[_Decl] = []
+    for section, cls in _section_types().items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out.append(
+                _Decl(
+                    section=section,
+                    name=f.name,
+                    type=hints[f.name],
+                    default=f.default,
+                    doc=f.metadata["doc"],
+                    secret=f.metadata["secret"],
+                    minimum=f.metadata["minimum"],
+                )
+            )
+    return out
+
+
+def env_name(key: str) -> str:
+    """The environment variable overriding dotted setting ``key``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "list of strings"
+    if tp is Path:
+        return "path"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]
+
+
+def _coerce(decl: _Decl, value: Any, source: str) -> Any:
+    """Check ``value`` (from TOML, or a string from the environment) against the declaration."""
+    tp = decl.type
+    from_env = source.startswith("environment")
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(
+            f"{decl.key}: expected {expected}, got {type(value).__name__} {value!r} ({source})",
+            key=decl.key,
+            source=source,
+        )
+
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise bad(_type_name(tp))
+        return value
+    if origin is tuple:
+        if from_env and isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise bad("a list of strings")
+    if tp is bool:
+        if from_env and isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise bad("a boolean")
+    if tp is int or tp is float:
+        num: Any = value
+        if from_env and isinstance(value, str):
+            try:
+                num = tp(value)
+            except ValueError:
+                raise bad(_type_name(tp)) from None
+        if isinstance(num, bool) or not isinstance(num, int | float):
+            raise bad(_type_name(tp))
+        if tp is int and not isinstance(num, int):
+            raise bad("an integer")
+        if decl.minimum is not None and num < decl.minimum:
+            raise ConfigError(
+                f"{decl.key}: must be at least {decl.minimum}, got {num!r} ({source})",
+                key=decl.key,
+                source=source,
+            )
+        return tp(num)
+    if tp is Path:
+        if isinstance(value, str):
+            return Path(value)
+        raise bad("a path string")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad("a string")
+    raise TypeError(f"unsupported setting type {tp!r}")  # a declaration bug, not user input
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_file: bool = False,
+) -> Settings:
+    """Load settings from TOML file ``path`` (if it exists) and environment overrides.
+
+    Raises :class:`ConfigError` naming the key for unknown keys, wrong types and values out of
+    range, and for a missing file when ``require_file`` is true.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+            source = str(path)
+        except FileNotFoundError:
+            if require_file:
+                raise ConfigError(
+                    f"configuration file not found: {path}", source=str(path)
+                ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", source=str(path)) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}", source=str(path)) from None
+
+    decls = describe()
+    by_section: dict[str, dict[str, _Decl]] = {}
+    for d in decls:
+        by_section.setdefault(d.section, {})[d.name] = d
+
+    values: dict[str, dict[str, Any]] = {s: {} for s in by_section}
+    for section, body in raw.items():
+        if section not in by_section:
+            raise ConfigError(f"{section}: unknown section ({source})", key=section, source=source)
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"{section}: expected a table, got {type(body).__name__} ({source})",
+                key=section,
+                source=source,
+            )
+        for name, value in body.items():
+            decl = by_section[section].get(name)
+            if decl is None:
+                raise ConfigError(
+                    f"{section}.{name}: unknown setting ({source})",
+                    key=f"{section}.{name}",
+                    source=source,
+                )
+            values[section][name] = _coerce(decl, value, source)
+
+    known_env = {env_name(d.key): d for d in decls}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or var in _NON_SETTING_ENV:
+            continue
+        decl = known_env.get(var)
+        if decl is None:
+            raise ConfigError(
+                f"{var}: unknown setting (environment)", key=var, source="environment"
+            )
+        values[decl.section][decl.name] = _coerce(decl, text, f"environment {var}")
+
+    section_types = _section_types()
+    sections = {s: section_types[s](**vals) for s, vals in values.items()}
+    return Settings(**sections)
+
+
+# Environment variables with the prefix that are not settings: read by the CLI itself, the
+# make targets, the fixture factory and the test suite. Any other CRASHFLEET_* is a typo.
+_NON_SETTING_ENV = frozenset({
+    "CRASHFLEET_CONFIG", "CRASHFLEET_CACHE", "CRASHFLEET_TOOLS", "CRASHFLEET_DEMO_METRICS_PORT",
+    "CRASHFLEET_FIXTURES_DIR", "CRASHFLEET_CORPUS", "CRASHFLEET_COMMITTED",
+    "CRASHFLEET_GUEST_CPUS", "CRASHFLEET_GUEST_MEMORY", "CRASHFLEET_TEST_CORPUS",
+    "CRASHFLEET_TEST_POSTGRES_DSN",
+})
+
+
+def _redact_url(url: str) -> str:
+    # Keep the URL readable but hide a password: scheme://user:***@host/db
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":" + _REDACTED
+    return f"{scheme}://{creds}@{host}"
+
+
+def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Effective settings as plain data, with secrets hidden."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in describe():
+        value = getattr(getattr(settings, d.section), d.name)
+        if d.secret and value:
+            value = _redact_url(value) if d.key == "store.url" else _REDACTED
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, Path):
+            value = str(value)
+        out.setdefault(d.section, {})[d.name] = value
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def reference_markdown() -> str:
+    """The configuration reference (``docs/configuration.md``), derived from the declarations."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `crashfleet config docs`; a test keeps this file in sync. -->",
+        "",
+        f"crashfleet reads one TOML file (`--config`, default `{DEFAULT_CONFIG_PATH}`, or the",
+        "`CRASHFLEET_CONFIG` environment variable), then applies `CRASHFLEET_<SECTION>_<KEY>`",
+        "environment overrides (lists comma-separated). Unknown keys and wrong types are errors.",
+        "`crashfleet config check` validates a file and prints the effective settings with",
+        "secrets redacted.",
+        "",
+    ]
+    section_types = _section_types()
+    grouped: dict[str, list[_Decl]] = {}
+    for d in describe():
+        grouped.setdefault(d.section, []).append(d)
+    for section, decls in grouped.items():
+        doc = (section_types[section].__doc__ or "").strip().splitlines()[0]
+        lines += [
+            f"## [{section}]",
+            "",
+            doc,
+            "",
+            "| key | type | default | environment | description |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for d in decls:
+            secret = " (secret: redacted in output)" if d.secret else ""
+            lines.append(
+                f"| `{d.name}` | {_type_name(d.type)} | `{_toml_value(d.default)}` "
+                f"| `{env_name(d.key)}` | {d.doc}{secret} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""From an analysis report to a signature's inputs, with the findings the log alone supports.
+
+The log-based ``use-after-module-unload`` finding: the faulting RIP is a bare address (no
+symbol, no module) inside the x86_64 module mapping area while the log names a last unloaded
+module — the kernel jumped into module text that no longer exists. The memory-based analysis
+(with symbols) confirms it against the module list; this one needs only the log.
+"""
+
+from __future__ import annotations
+
+from signature import Finding, Frame, SignatureInput
+from vmcore.report import Report
+
+__all__ = ["MODULES_END", "MODULES_VADDR", "log_findings", "memory_findings",
+           "signature_input"]
+
+# x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): 1520 MiB from
+# 0xffffffffa0000000; with KASLR, modules load from 0xffffffffc0000000 upwards.
+MODULES_VADDR = 0xFFFFFFFFA0000000
+MODULES_END = 0xFFFFFFFFFF000000
+
+
+def log_findings(report: Report) -> tuple[Finding, ...]:
+    """Findings supported by the kernel log alone."""
+    out: list[Finding] = []
+    rip = report.rip
+    mods = report.modules
+    if (rip is not None and rip.function is None and rip.address is not None
+            and MODULES_VADDR <= rip.address < MODULES_END
+            and mods is not None and mods.last_unloaded):
+        out.append(Finding("use-after-module-unload", mods.last_unloaded))
+    if report.fault is not None and report.fault.address is not None \
+            and report.fault.address < 4096 and report.panic.klass == "page_fault":
+        out.append(Finding("null-pointer-dereference"))
+    return tuple(out)
+
+
+def memory_findings(report: Report) -> tuple[Finding, ...]:
+    """The report's findings from memory (symbolized reports only)."""
+    # Only a use after unload is keyed by its module, as the log-based finding is; the
+    # module of a NULL dereference is already in the frames.
+    return tuple(Finding(f.kind, f.module if f.kind == "use-after-module-unload" else None)
+                 for f in report.findings if f.kind in _SIGNATURE_KINDS)
+
+
+# Finding kinds that name a bug (BUG/WARN locations are already in the panic class and frames).
+_SIGNATURE_KINDS = frozenset({"use-after-module-unload", "null-pointer-dereference"})
+
+
+_PANIC = frozenset({"panic", "vpanic", "nmi_panic"})
+
+
+def signature_input(report: Report) -> SignatureInput:
+    """The signature input of a report: the memory unwind and findings of a symbolized
+    report, else (``source`` ``log``) the printed oops and the log-based findings."""
+    mem = report.memory
+    if report.symbolized and mem is not None and mem.frames:
+        # From the exception RIP down (the frames above it are the crash path); a walk
+        # without an exception frame (a direct panic) keeps every frame.
+        exc = [i for i, f in enumerate(mem.frames) if f.exception]
+        if exc:
+            first = mem.frames[exc[-1]]
+            rip_frame: Frame | None = Frame(first.function, first.module, True)
+            rest = mem.frames[exc[-1] + 1:]
+        else:
+            # a direct panic: the frames above panic() are its own delay loop or kexec
+            calls = [i for i, f in enumerate(mem.frames) if f.function in _PANIC]
+            rip_frame, rest = None, mem.frames[calls[-1] + 1 if calls else 0:]
+        taint = report.taint.letters if report.taint is not None else ""
+        return SignatureInput(
+            panic_class=report.panic.klass, rip=rip_frame,
+            frames=tuple(Frame(f.function, f.module, f.reliable) for f in rest),
+            taint_letters=taint, findings=memory_findings(report), source="memory")
+    rip = None
+    if report.rip is not None:
+        rip = Frame(report.rip.function, report.rip.module, True)
+    frames = tuple(Frame(f.function, f.module, f.reliable) for f in report.frames)
+    taint = report.taint.letters if report.taint is not None else ""
+    return SignatureInput(panic_class=report.panic.klass, rip=rip, frames=frames,
+                          taint_letters=taint, findings=log_findings(report), source="log")

@@ -1,0 +1,322 @@
+"""The crash store: SQLAlchemy Core on SQLite (embedded default) or PostgreSQL (fleets).
+
+Recording a crash is idempotent: the event id is the crashes table's primary key, and the
+insert, the signature and cluster counters and the fleet's taint sets change in one
+transaction, so a redelivered event changes nothing and two analyzers never double-count.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from signature import Signature
+from signature.cluster import ClusterCandidate, choose_cluster
+from store.schema import clusters, crashes, failures, signatures, taint_sets
+
+__all__ = ["ClusterRow", "CrashRecord", "CrashRow", "CrashStore", "RecordOutcome", "StoreStats"]
+
+
+@dataclass(frozen=True)
+class CrashRecord:
+    """One analyzed crash, ready to store. Times are timezone-aware UTC."""
+
+    event_id: str
+    host: str
+    machine_id: str
+    kernel_release: str | None
+    build_id: str | None
+    crash_time: datetime | None
+    analyzed_at: datetime
+    dump_key: str | None
+    report_key: str | None
+    signature: Signature
+    findings: tuple[dict[str, Any], ...]
+    partial: bool
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording changed: nothing at all when ``inserted`` is False (a redelivery)."""
+
+    inserted: bool
+    cluster_id: str
+    new_signature: bool
+    new_cluster: bool
+    new_taint_set: bool
+    new_taint_letters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    id: str
+    signature: str
+    panic_class: str
+    taint: str
+    findings: tuple[str, ...]
+    count: int
+    hosts: int
+    kernels: tuple[str, ...]
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class CrashRow:
+    event_id: str
+    host: str
+    kernel_release: str | None
+    crash_time: datetime | None
+    analyzed_at: datetime
+    signature: str
+    dump_key: str | None
+    report_key: str | None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Counts for the scrape-time metrics collector."""
+
+    crashes_by_class: dict[str, int]
+    crashes_by_taint_flag: dict[str, int]
+    crashes_by_kernel: dict[str, int]
+    crashes_by_cluster: dict[str, int]
+    module_unload_by_module: dict[str, int]
+    signatures: int
+    clusters: int
+    taint_sets: int
+    failures: int
+    dead_lettered: int
+
+
+_MIGRATE_LOCK = 0x63726173686D6967  # "crashmig": the advisory lock serializing migrations
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # SQLite hands back naive datetimes: they were stored as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class CrashStore:
+    """The store at SQLAlchemy ``url`` (``sqlite:///PATH`` or ``postgresql+psycopg://…``)."""
+
+    def __init__(self, url: str, *, engine: sa.Engine | None = None):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = engine or sa.create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (Alembic), creating it when empty."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several analyzers start at once: one migrates, the others wait and then
+                # find the schema current.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, rec: CrashRecord) -> RecordOutcome:
+        """Store one crash (idempotent by event id) and update its signature and cluster."""
+        sig = rec.signature
+        now = rec.analyzed_at
+        seen_at = rec.crash_time or now
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(crashes.c.event_id)
+                            .where(crashes.c.event_id == rec.event_id)).first():
+                cid = conn.execute(sa.select(crashes.c.cluster_id).where(
+                    crashes.c.event_id == rec.event_id)).scalar_one()
+                return RecordOutcome(False, cid, False, False, False, ())
+
+            existing = conn.execute(sa.select(signatures.c.cluster_id).where(
+                signatures.c.id == sig.id)).scalar_one_or_none()
+            new_signature = existing is None
+            new_cluster = False
+            if existing is not None:
+                cluster_id = existing
+            else:
+                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames).where(
+                    clusters.c.panic_class == sig.panic_class,
+                    clusters.c.taint == sig.taint,
+                    clusters.c.findings == json.dumps(list(sig.findings)),
+                )).all()
+                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames))) for r in rows]
+                joined = choose_cluster(sig, cands)
+                cluster_id = joined or sig.id
+                new_cluster = joined is None
+                if new_cluster:
+                    conn.execute(self._insert(clusters).values(
+                        id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
+                        taint=sig.taint, findings=json.dumps(list(sig.findings)),
+                        frames=json.dumps(list(sig.frames)), first_seen=seen_at,
+                        last_seen=seen_at, count=0,
+                    ).on_conflict_do_nothing())
+                conn.execute(self._insert(signatures).values(
+                    id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
+                    last_seen=seen_at, count=0,
+                ).on_conflict_do_nothing())
+
+            # The event id decides: a concurrent analyzer that got here first wins. (RETURNING,
+            # not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT.)
+            inserted = conn.execute(self._insert(crashes).values(
+                event_id=rec.event_id, host=rec.host, machine_id=rec.machine_id,
+                kernel_release=rec.kernel_release, build_id=rec.build_id,
+                crash_time=rec.crash_time, analyzed_at=now, dump_key=rec.dump_key,
+                report_key=rec.report_key, signature_id=sig.id, cluster_id=cluster_id,
+                panic_class=sig.panic_class, taint=sig.taint,
+                findings=json.dumps(list(rec.findings)), partial=rec.partial,
+            ).on_conflict_do_nothing().returning(crashes.c.event_id)).first() is not None
+            if not inserted:
+                # Another analyzer stored this event concurrently: undo our side rows.
+                conn.rollback()
+                return RecordOutcome(False, cluster_id, False, False, False, ())
+
+            for table, key in ((signatures, sig.id), (clusters, cluster_id)):
+                conn.execute(sa.update(table).where(table.c.id == key).values(
+                    count=table.c.count + 1,
+                    last_seen=sa.case((table.c.last_seen < seen_at, seen_at),
+                                      else_=table.c.last_seen),
+                    first_seen=sa.case((table.c.first_seen > seen_at, seen_at),
+                                       else_=table.c.first_seen),
+                ))
+
+            known = {r[0] for r in conn.execute(sa.select(taint_sets.c.letters))}
+            new_set = conn.execute(self._insert(taint_sets).values(
+                letters=sig.taint, first_seen=now, first_event_id=rec.event_id,
+            ).on_conflict_do_nothing().returning(taint_sets.c.letters)).first() is not None
+            seen_letters = {ch for letters in known for ch in letters}
+            new_letters = tuple(sorted(set(sig.taint) - seen_letters))
+        return RecordOutcome(True, cluster_id, new_signature, new_cluster, new_set,
+                             new_letters)
+
+    def record_failure(self, event_id: str, error: str, attempts: int, *,
+                       dead_lettered: bool) -> None:
+        """Remember an event that could not be analyzed (kept for metrics and inspection)."""
+        now = datetime.now(UTC)
+        stmt = self._insert(failures).values(event_id=event_id, error=error[:4000],
+                                             attempts=attempts, dead_lettered=dead_lettered,
+                                             last_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[failures.c.event_id],
+            set_={"error": error[:4000], "attempts": attempts,
+                  "dead_lettered": dead_lettered, "last_at": now},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def clusters(self, limit: int = 100) -> list[ClusterRow]:
+        """Clusters, largest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(clusters).order_by(clusters.c.count.desc(),
+                                                             clusters.c.id).limit(limit)
+                                ).mappings().all()
+            out = []
+            for r in rows:
+                hosts = conn.execute(sa.select(sa.func.count(sa.distinct(crashes.c.machine_id)))
+                                     .where(crashes.c.cluster_id == r["id"])).scalar_one()
+                kernels = conn.execute(sa.select(crashes.c.kernel_release).distinct()
+                                       .where(crashes.c.cluster_id == r["id"])).scalars().all()
+                out.append(ClusterRow(
+                    id=r["id"], signature=r["signature_text"], panic_class=r["panic_class"],
+                    taint=r["taint"], findings=tuple(json.loads(r["findings"])),
+                    count=r["count"], hosts=hosts,
+                    kernels=tuple(sorted(k or "?" for k in kernels)),
+                    first_seen=_utc(r["first_seen"]) or r["first_seen"],
+                    last_seen=_utc(r["last_seen"]) or r["last_seen"],
+                ))
+        return out
+
+    def crashes(self, cluster_id: str, limit: int = 1000) -> list[CrashRow]:
+        """The crashes of one cluster, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(crashes, signatures.c.text)
+                .join(signatures, signatures.c.id == crashes.c.signature_id)
+                .where(crashes.c.cluster_id == cluster_id)
+                .order_by(crashes.c.analyzed_at.desc()).limit(limit)).all()
+        return [CrashRow(event_id=r.event_id, host=r.host, kernel_release=r.kernel_release,
+                         crash_time=_utc(r.crash_time),
+                         analyzed_at=_utc(r.analyzed_at) or r.analyzed_at, signature=r.text,
+                         dump_key=r.dump_key, report_key=r.report_key) for r in rows]
+
+    def stats(self, top_clusters: int = 10) -> StoreStats:
+        """Counts for the metrics collector; the top clusters by count, the rest as other."""
+        with self.engine.connect() as conn:
+            def grouped(col: Any) -> dict[str, int]:
+                return {str(k if k is not None else "unknown"): int(n) for k, n in
+                        conn.execute(sa.select(col, sa.func.count()).group_by(col))}
+
+            by_class = grouped(crashes.c.panic_class)
+            by_kernel = grouped(crashes.c.kernel_release)
+            by_taint_set = grouped(crashes.c.taint)
+            by_flag: dict[str, int] = {}
+            for letters, n in by_taint_set.items():
+                for ch in letters:
+                    by_flag[ch] = by_flag.get(ch, 0) + n
+            by_cluster = grouped(crashes.c.cluster_id)
+            top = sorted(by_cluster.items(), key=lambda kv: (-kv[1], kv[0]))
+            clusters_top = dict(top[:top_clusters])
+            rest = sum(n for _, n in top[top_clusters:])
+            if rest:
+                clusters_top["other"] = rest
+            unload: dict[str, int] = {}
+            for (raw,) in conn.execute(sa.select(crashes.c.findings)):
+                for f in json.loads(raw):
+                    if f.get("kind") == "use-after-module-unload":
+                        mod = str(f.get("module") or "unknown")
+                        unload[mod] = unload.get(mod, 0) + 1
+            return StoreStats(
+                crashes_by_class=by_class, crashes_by_taint_flag=by_flag,
+                crashes_by_kernel=by_kernel, crashes_by_cluster=clusters_top,
+                module_unload_by_module=unload,
+                signatures=conn.execute(sa.select(sa.func.count()).select_from(signatures))
+                .scalar_one(),
+                clusters=conn.execute(sa.select(sa.func.count()).select_from(clusters))
+                .scalar_one(),
+                taint_sets=conn.execute(sa.select(sa.func.count()).select_from(taint_sets))
+                .scalar_one(),
+                failures=conn.execute(sa.select(sa.func.count()).select_from(failures))
+                .scalar_one(),
+                dead_lettered=conn.execute(sa.select(sa.func.count()).select_from(failures)
+                                           .where(failures.c.dead_lettered)).scalar_one(),
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table (for tests and status output)."""
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                    for t in (crashes, signatures, clusters, taint_sets, failures)}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

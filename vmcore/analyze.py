@@ -1,0 +1,320 @@
+"""Analysis entry points: the header-only peek and the full log + oops report.
+
+Stages run in order; a failing stage after the container is open records a note and the
+report is flagged partial rather than lost (a truncated dump still yields its header, a
+corrupt ring still yields the header and VMCOREINFO facts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vmcore.errors import AnalyzerError
+from vmcore.formats import Dump, detect, open_dump
+from vmcore.formats.diskdump import KdumpHeader, parse_header
+from vmcore.formats.elf import ElfVmcore
+from vmcore.formats.flattened import FlatIndex, FlattenedSource, build_index, scan_prefix
+from vmcore.logread import read_log
+from vmcore.notes import parse_notes, parse_prstatus
+from vmcore.oops import LogAnalysis, Oops, parse_log
+from vmcore.printk import PrintkLog
+from vmcore.report import (
+    CpuState,
+    DumpInfo,
+    FaultInfo,
+    FrameInfo,
+    KernelInfo,
+    LogInfo,
+    ModulesInfo,
+    OopsSummary,
+    PanicInfo,
+    Report,
+    RipInfo,
+    TaintInfo,
+    TaskInfo,
+)
+from vmcore.source import ByteSource
+from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
+
+if TYPE_CHECKING:
+    from vmcore.symbols import KernelSymbols
+
+__all__ = ["Analysis", "DumpHeader", "PackProvider", "analyze", "read_header", "read_log"]
+
+# Gets the symbol pack of a dump's kernel from its VMCOREINFO (None: no pack; may raise).
+PackProvider = Callable[[VmcoreInfo], "KernelSymbols | None"]
+
+
+@dataclass(frozen=True)
+class DumpHeader:
+    """What the first blocks of a dump say. ``size`` in bytes, ``crash_time`` in seconds since
+    the epoch (None when the dump does not record it), ``page_size`` in bytes."""
+
+    format: str
+    compression: str
+    size: int
+    kernel_release: str | None
+    kernel_version: str | None
+    machine: str | None
+    build_id: str | None
+    crash_time: int | None
+    page_size: int | None
+    nr_cpus: int | None
+    dump_level: int | None
+    incomplete: bool
+
+
+# 9999-12-31T23:59:59Z: a header field past it (a bit flip, a hostile file) is no time at all,
+# and would fail every consumer that turns it into a date.
+_MAX_TIME = 253_402_300_799
+
+
+def _is_time(t: int | None) -> bool:
+    return t is not None and 0 < t <= _MAX_TIME
+
+
+def _header_from(fmt: str, src: ByteSource, kd: KdumpHeader | None, vmci: VmcoreInfo | None,
+                 size: int) -> DumpHeader:
+    uts = kd.utsname if kd else {}
+    crash_time = kd.timestamp if kd and _is_time(kd.timestamp) else None
+    if crash_time is None and vmci is not None and _is_time(vmci.crash_time):
+        crash_time = vmci.crash_time
+    return DumpHeader(
+        format=fmt,
+        compression=kd.compression if kd else "none",
+        size=size,
+        kernel_release=(vmci.osrelease if vmci else None) or uts.get("release") or None,
+        kernel_version=uts.get("version") or None,
+        machine=uts.get("machine") or None,
+        build_id=vmci.build_id if vmci else None,
+        crash_time=crash_time,
+        page_size=(kd.block_size if kd else None) or (vmci.page_size if vmci else None),
+        nr_cpus=kd.nr_cpus if kd else None,
+        dump_level=kd.dump_level if kd else None,
+        incomplete=kd.incomplete if kd else False,
+    )
+
+
+def read_header(src: ByteSource) -> DumpHeader:
+    """Read only the header blocks (and VMCOREINFO) of a dump: a few KiB, even for flattened
+    dumps (only the first records are scanned)."""
+    fmt = detect(src)
+    if fmt == "elf":
+        elf = ElfVmcore(src)
+        vmci = None
+        for blob, off in elf.notes_blobs():
+            for n in parse_notes(blob, off):
+                if n.name == "VMCOREINFO":
+                    vmci = parse_vmcoreinfo(n.desc)
+        return _header_from(fmt, src, None, vmci, src.size)
+    inner: ByteSource = src
+    if fmt == "kdump-flattened":
+        inner = FlattenedSource(src, scan_prefix(src))
+    kd = parse_header(inner) if fmt == "kdump" else _flat_header(src, inner)
+    vmci = None
+    if kd.vmcoreinfo is not None:
+        start, length = kd.vmcoreinfo
+        vmci = parse_vmcoreinfo(inner.read(start, length))
+    return _header_from(fmt, src, kd, vmci, src.size)
+
+
+def _flat_header(src: ByteSource, inner: ByteSource) -> KdumpHeader:
+    try:
+        return parse_header(inner)
+    except AnalyzerError:
+        # the first records did not hold the header blocks: index the whole file
+        return parse_header(FlattenedSource(src, build_index(src)))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The decoded parts behind a :class:`~vmcore.report.Report`."""
+
+    report: Report
+    log: PrintkLog | None
+    oops: LogAnalysis | None
+
+
+def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
+            symbols: PackProvider | None = None) -> Analysis:
+    """Open ``src``, read the kernel log, parse the oopses and build the report; with
+    ``symbols`` (a pack provider) also read the crashed task, its stack, the modules and the
+    findings from memory (the report is then ``symbolized``)."""
+    dump = open_dump(src, flat_index)
+    notes: list[str] = []
+    failed = False
+    info: VmcoreInfo | None = None
+    log: PrintkLog | None = None
+    oa: LogAnalysis | None = None
+    try:
+        info, log = read_log(dump)
+        notes.extend(f"printk: {n}" for n in log.notes)
+        failed = log.partial
+        oa = parse_log(log.text())
+    except AnalyzerError as exc:
+        failed = True
+        notes.append(f"log: {exc}")
+        if info is None and dump.vmcoreinfo_blob is not None:
+            try:
+                info = parse_vmcoreinfo(dump.vmcoreinfo_blob)
+            except AnalyzerError as exc2:
+                notes.append(f"vmcoreinfo: {exc2}")
+    cpus: tuple[CpuState, ...] = ()
+    try:
+        cpus = tuple(CpuState(p.number, p.pid, p.rip, p.regs["rsp"])
+                     for p in parse_prstatus(dump.notes))
+    except AnalyzerError as exc:
+        failed = True
+        notes.append(f"notes: {exc}")
+    hdr = _header_from(dump.format, src, dump.kdump_header, info, src.size)
+    kd = dump.kdump_header
+    dinfo = DumpInfo(
+        format=dump.format, compression=dump.compression, size=hdr.size,
+        page_size=dump.page_size, source=src.name,
+        bytes_fetched=getattr(src, "bytes_fetched", None),
+        header_version=kd.version if kd else None, dump_level=kd.dump_level if kd else None,
+        incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
+    )
+    report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
+    if symbols is not None and info is not None:
+        report = _with_memory(report, dump, info, symbols, oa)
+    return Analysis(report, log, oa)
+
+
+def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider,
+                 oa: LogAnalysis | None) -> Report:
+    """``report`` with what memory says; any failure leaves it log-based with a note."""
+    from vmcore.deep import analyze_memory, report_parts
+    from vmcore.x86_64 import KernelMemory
+
+    try:
+        pack = symbols(info)
+    except Exception as exc:  # a symbol source failing must not lose the log-based report
+        return dataclasses.replace(report, notes=(
+            *report.notes, f"symbols: no pack ({type(exc).__name__}: {exc})"))
+    if pack is None:
+        return dataclasses.replace(report, notes=(*report.notes, "symbols: no pack"))
+    primary = oa.primary if oa else None
+    try:
+        hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
+        mem = KernelMemory(dump.read_phys, info, hdr_pb)
+        ma = analyze_memory(
+            mem, info, pack, parse_prstatus(dump.notes),
+            oops_cpu=primary.cpu if primary else None,
+            klass=oa.klass if oa else "unknown",
+            fault_address=primary.fault_address if primary else None,
+            bug_location=report.bug_location)
+    except Exception as exc:  # the analyzer must return a report whatever memory holds
+        return dataclasses.replace(report, partial=True, notes=(
+            *report.notes, f"memory: {type(exc).__name__}: {exc}"))
+    mi, findings = report_parts(ma)
+    return dataclasses.replace(report, symbolized=True, memory=mi, findings=findings,
+                               partial=report.partial or ma.partial)
+
+
+# "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and
+# vmcore-dmesg print them.
+_DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?(?:\[\s*[TC]\d+\]\s?)?")
+MAX_LOG_TEXT = 16 * 1024 * 1024
+
+
+def analyze_log(text: bytes, *, source: str) -> Analysis:
+    """A report from a kernel log alone (a log-only shipment: ``dmesg.<STAMP>``,
+    ``vmcore-dmesg.txt``): everything the log says, nothing from memory."""
+    if len(text) > MAX_LOG_TEXT:
+        text = text[-MAX_LOG_TEXT:]  # the oops and panic are at the end
+    lines = [_DMESG_PREFIX.sub("", ln) for ln in
+             text.decode("utf-8", errors="replace").splitlines()]
+    oa = parse_log("\n".join(lines))
+    hdr = DumpHeader(format="log-only", compression="none", size=len(text), kernel_release=None,
+                     kernel_version=None, machine=None, build_id=None, crash_time=None,
+                     page_size=None, nr_cpus=None, dump_level=None, incomplete=False)
+    dinfo = DumpInfo(format="log-only", compression="none", size=len(text), page_size=0,
+                     source=source)
+    report = _build_report(dinfo, hdr, None, None, oa, (), [], False)
+    return Analysis(report, None, oa)
+
+
+def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
+                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
+                  notes: list[str], failed: bool) -> Report:
+    primary: Oops | None = oa.primary if oa else None
+    phys_base = None
+    if info is not None and "phys_base" in info.numbers:
+        phys_base = info.numbers["phys_base"] & (2**64 - 1)
+    kernel = KernelInfo(
+        release=hdr.kernel_release or (primary.kernel_release if primary else None),
+        version=hdr.kernel_version or (primary.kernel_version if primary else None),
+        build_id=hdr.build_id,
+        machine=hdr.machine,
+        kernel_offset=(info.kernel_offset if info else None)
+        if not (oa and oa.kernel_offset is not None) else oa.kernel_offset,
+        phys_base=phys_base,
+    )
+    panic = PanicInfo(
+        message=oa.panic_message if oa else None,
+        klass=oa.klass if oa else "unknown",
+        qualifiers=oa.qualifiers if oa else (),
+        headline=primary.headline if primary else None,
+        line=f"Kernel panic - not syncing: {oa.panic_message}"
+        if oa and oa.panic_message is not None
+        else (primary.die_line or primary.headline) if primary else None,
+    )
+    task = TaskInfo(primary.comm, primary.pid, primary.cpu, primary.uid) if primary \
+        else TaskInfo(None, None, None)
+    taint = modules = rip = fault = None
+    frames: tuple[FrameInfo, ...] = ()
+    bug_location = None
+    if primary is not None:
+        t = primary.taint
+        if t is not None:
+            taint = TaintInfo(
+                string=t.text, flags=tuple(f.letter for f in t.flags),
+                letters="" if t.mask == 0 and not t.unknown
+                else ("P" if t.mask & 1 else "G") + t.letters.replace("P", ""),
+                names=tuple(f.name for f in t.flags), meanings=tuple(f.meaning for f in t.flags),
+                mask=t.mask)
+        if primary.modules is not None or primary.last_unloaded is not None:
+            mods = primary.modules or ()
+            lu = primary.last_unloaded
+            modules = ModulesInfo(
+                loaded=tuple(m.name for m in mods),
+                taints={m.name: m.taints for m in mods if m.taints},
+                last_unloaded=lu.name if lu else None,
+                last_unloaded_taints=(lu.taints or None) if lu else None)
+        if primary.rip is not None:
+            r = primary.rip
+            rip = RipInfo(r.text, r.function, r.offset, r.size, r.module, r.address)
+        pf = primary.page_fault
+        if pf is not None or primary.fault_address is not None:
+            fault = FaultInfo(
+                address=primary.fault_address, error_code=pf.error_code if pf else None,
+                error_flags=pf.error_flags if pf else (), access=pf.access if pf else None,
+                privilege=pf.privilege if pf else None, mode=pf.mode if pf else None,
+                reason=pf.reason if pf else None)
+        frames = tuple(FrameInfo(f.location.function, f.location.offset, f.location.size,
+                                 f.location.module, f.location.address, f.reliable, f.context)
+                       for f in primary.frames)
+        if primary.bug_file:
+            bug_location = f"{primary.bug_file}:{primary.bug_line}"
+    oopses = tuple(
+        OopsSummary(o.headline, o.klass, o.qualifiers, o.cpu, o.pid, o.comm,
+                    o.rip.text if o.rip else None,
+                    f"{o.die_reason}: {o.die_error_code:04x} [#{o.die_counter}]"
+                    if o.die_reason is not None and o.die_error_code is not None else None,
+                    f"{o.bug_file}:{o.bug_line}" if o.bug_file else None, len(o.frames))
+        for o in (oa.oopses if oa else ()))
+    if oa is not None and not oa.oopses and oa.panic_message is None:
+        notes.append("oops: no oops or panic message in the kernel log")
+    return Report(
+        dump=dinfo, kernel=kernel, crash_time=hdr.crash_time, panic=panic, task=task,
+        taint=taint, modules=modules, rip=rip, fault=fault, bug_location=bug_location,
+        frames=frames, oopses=oopses, cpus=cpus,
+        log=LogInfo(len(log.records), log.partial) if log else None,
+        partial=failed,
+        notes=tuple(notes),
+    )

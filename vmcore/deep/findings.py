@@ -1,0 +1,127 @@
+"""Findings from memory, each with its evidence: an ordered table of small rules.
+
+Each rule takes the :class:`Facts` of one analysis and returns its findings, as the report's
+own :class:`~vmcore.report.FindingInfo` records; a rule that fails records a note and the
+others still run. Order matters only for presentation: the most specific finding (use after
+unload) first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vmcore.deep.modules import ModuleRecord
+from vmcore.deep.tasks import TaskRecord
+from vmcore.deep.unwind import MemFrame
+from vmcore.report import FindingInfo
+
+__all__ = ["MODULES_END", "MODULES_VADDR", "Facts", "find"]
+
+# x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): it starts where the
+# kernel image mapping ends (0xffffffffa0000000 with a 512 MiB image, 0xffffffffc0000000 with
+# KASLR's 1 GiB) and ends below the fixmap.
+MODULES_VADDR = 0xFFFFFFFFA0000000
+MODULES_END = 0xFFFFFFFFFF000000
+_NULL_PAGE = 4096
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules look at: unwound ``frames`` (innermost first), loaded ``modules``,
+    ``last_unloaded`` module name, crashed ``task``; ``modules_start`` where the module area
+    begins (the end of the kernel image mapping); from the log: panic ``klass``, faulting
+    data ``fault_address``, ``bug_location`` (file:line); ``line_of`` maps a frame to the
+    file:line of its vmlinux address, ``bug_of`` to the file:line its BUG()/WARN() entry in
+    memory records."""
+
+    frames: tuple[MemFrame, ...]
+    modules: tuple[ModuleRecord, ...]
+    last_unloaded: str | None
+    task: TaskRecord | None
+    klass: str
+    fault_address: int | None
+    bug_location: str | None
+    line_of: Callable[[MemFrame], str | None]
+    modules_start: int = MODULES_VADDR
+    bug_of: Callable[[MemFrame], str | None] = lambda _f: None
+
+
+def _thread(f: Facts) -> str | None:
+    if f.task is None:
+        return None
+    return f"{f.task.comm} (pid {f.task.pid})"
+
+
+def _fault_frame(f: Facts) -> MemFrame | None:
+    """The innermost frame taken from an exception's registers (crash's exception RIP)."""
+    for fr in f.frames:
+        if fr.exception:
+            return fr
+    return f.frames[0] if f.frames else None
+
+
+def _use_after_unload(f: Facts) -> list[FindingInfo]:
+    if not f.last_unloaded:
+        return []
+    for fr in f.frames:
+        if not (fr.exception or fr.reliable) or not f.modules_start <= fr.address < MODULES_END:
+            continue
+        if any(m.contains(fr.address) for m in f.modules):
+            continue
+        how = "the exception RIP" if fr.exception else "a reliable frame"
+        return [FindingInfo(
+            "use-after-module-unload", f.last_unloaded, fr.address, _thread(f),
+            (f"{how} {fr.address:#x} is in the module area but inside no loaded module "
+             f"({len(f.modules)} loaded)",
+             f"last_unloaded_module is {f.last_unloaded!r}"))]
+    return []
+
+
+def _null_deref(f: Facts) -> list[FindingInfo]:
+    if f.klass != "page_fault" or f.fault_address is None or f.fault_address >= _NULL_PAGE:
+        return []
+    fr = _fault_frame(f)
+    return [FindingInfo(
+        "null-pointer-dereference", fr.module if fr else None, fr.address if fr else None,
+        _thread(f),
+        (f"faulting data address {f.fault_address:#x} is in the NULL page",
+         f"faulting code {fr}" if fr else "faulting code unknown"))]
+
+
+def _bug_warn(f: Facts) -> list[FindingInfo]:
+    if f.klass not in ("kernel_bug", "bug", "warning"):
+        return []
+    fr = _fault_frame(f)
+    what = "BUG" if f.klass != "warning" else "WARNING"
+    evidence = []
+    if f.bug_location:
+        evidence.append(f"the log says {what} at {f.bug_location}")
+    table = f.bug_of(fr) if fr is not None else None
+    if table:
+        evidence.append(f"the bug table in memory records {what} at {table}")
+    elif fr is not None and (line := f.line_of(fr)):
+        evidence.append(f"the trapping instruction is at {line}")
+    if fr is not None:
+        evidence.append(f"in {fr}")
+    return [FindingInfo("warning" if f.klass == "warning" else "bug",
+                        fr.module if fr else None, fr.address if fr else None, _thread(f),
+                        tuple(evidence))]
+
+
+RULES: tuple[Callable[[Facts], list[FindingInfo]], ...] = (
+    _use_after_unload,  # most specific first
+    _null_deref,
+    _bug_warn,
+)
+
+
+def find(facts: Facts, notes: list[str]) -> tuple[FindingInfo, ...]:
+    """Every rule's findings, in rule order; a failing rule adds a note."""
+    out: list[FindingInfo] = []
+    for rule in RULES:
+        try:
+            out.extend(rule(facts))
+        except Exception as exc:  # one broken rule must not lose the others' findings
+            notes.append(f"findings: {rule.__name__} failed: {type(exc).__name__}")
+    return tuple(out)
