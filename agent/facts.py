@@ -37,8 +37,7 @@ def read_facts(path: str, with_log: bool = False) -> DumpFacts:
     with ``with_log`` also its kernel log, formatted as dmesg (for log-only shipping). A file
     the decoder does not recognise is still shipped, as format ``unknown``: the analyzer
     dead-letters it with the reason, and the dump is kept."""
-    from datetime import UTC, datetime
-
+    from foundation.timefmt import iso_utc
     from vmcore.analyze import read_header
     from vmcore.errors import AnalyzerError
     from vmcore.source import LocalFileSource
@@ -53,8 +52,7 @@ def read_facts(path: str, with_log: bool = False) -> DumpFacts:
         return DumpFacts(format="unknown")
     crash_time = None
     if hdr.crash_time:
-        crash_time = datetime.fromtimestamp(hdr.crash_time, UTC).isoformat().replace(
-            "+00:00", "Z")
+        crash_time = iso_utc(hdr.crash_time)
     return DumpFacts(
         format=_FORMATS.get(hdr.format, "unknown"), compression=hdr.compression,
         kernel_release=hdr.kernel_release, build_id=hdr.build_id, crash_time=crash_time,

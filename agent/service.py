@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 
@@ -28,7 +27,9 @@ from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.metrics import AgentMetrics
 from agent.upload import RateLimiter, Uploader
+from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
+from foundation.timefmt import iso_utc
 from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
 from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
@@ -98,10 +99,6 @@ class AgentConfig:
     agent_version: str = "0"
     metrics_textfile: str = ""
     spool: bool = False  # embedded pipeline: watch_dirs are spools (any file, per-host dirs)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 class Agent:
@@ -209,7 +206,8 @@ class Agent:
     # -- shipping -----------------------------------------------------------------------------
 
     def _backoff(self, attempts: int) -> float:
-        delay = min(self.cfg.retry_max_s, self.cfg.retry_initial_s * (2 ** min(attempts, 30)))
+        delay = backoff_s(attempts, initial_s=self.cfg.retry_initial_s,
+                          max_s=self.cfg.retry_max_s)
         return delay * random.uniform(0.5, 1.0)  # jitter: hosts recovering together spread
 
     def _retry_later(self, row: DumpRow, error: str) -> float:
@@ -330,7 +328,7 @@ class Agent:
                          compression=facts.compression),
             layout=row.layout,  # type: ignore[arg-type]
             source_path=row.path, agent_version=self.cfg.agent_version,
-            reported_at=_iso(self.clock()), kernel_release=facts.kernel_release,
+            reported_at=iso_utc(self.clock()), kernel_release=facts.kernel_release,
             build_id=facts.build_id, crash_time=facts.crash_time or row.crash_time_hint,
         )
         self.journal.mark_uploaded(row.id, event.event_id, self.cfg.topic,

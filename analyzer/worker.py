@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from foundation.errors import CrashfleetError, is_retryable
+from foundation.timefmt import iso_utc, parse_iso
 from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
 from ingest.objectstore import ObjectStore
 from ingest.schema import SchemaError
@@ -55,20 +56,6 @@ class Processed:
     analyzed: CrashAnalyzed
     seconds: float
     bytes_fetched: int | None
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _decode(event: CrashReported, fn: Callable[..., Analysis], *args: Any,
@@ -164,7 +151,7 @@ class EventProcessor:
             event_id=event.event_id, host=event.host.hostname, machine_id=event.host.machine_id,
             kernel_release=report.kernel.release or event.kernel_release,
             build_id=report.kernel.build_id or event.build_id,
-            crash_time=_parse_time(event.crash_time), analyzed_at=now,
+            crash_time=parse_iso(event.crash_time), analyzed_at=now,
             dump_key=event.dump.key, report_key=report_key, signature=sig, findings=findings,
             partial=report.partial,
         ))
@@ -173,7 +160,7 @@ class EventProcessor:
             kernel_release=report.kernel.release or event.kernel_release, signature_id=sig.id,
             signature=sig.text, cluster_id=outcome.cluster_id, panic_class=sig.panic_class,
             taint=sig.taint, findings=sig.findings, report_key=report_key,
-            analyzed_at=_iso(now), partial=report.partial,
+            analyzed_at=iso_utc(now), partial=report.partial,
             new_signature=outcome.new_signature, new_cluster=outcome.new_cluster,
             new_taint_set=outcome.new_taint_set, new_taint_letters=outcome.new_taint_letters,
         )
