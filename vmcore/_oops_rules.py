@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import fields, replace
 
+from vmcore.arm64_esr import decode_esr
 from vmcore.oops_records import (
     Frame,
     ModuleRef,
@@ -45,6 +46,13 @@ _H_RCU = re.compile(r"^(?:rcu: )?INFO: rcu_\w+ (?:self-)?detected (?:stall|stall
 _H_SYSRQ = re.compile(r"^(?:sysrq|SysRq) ?: Trigger a crash")
 _H_MCE = re.compile(r"^(?:mce: )?\[Hardware Error\]: .*Machine Check|^Machine check: ")
 _H_BUG = re.compile(r"^BUG: (?P<what>.+)$")
+# arm64 (arch/arm64/mm/fault.c __do_kernel_fault): "NULL pointer dereference", "paging
+# request", "execute from non-executable memory", "write to read-only memory", …
+_H_A64 = re.compile(rf"^Unable to handle kernel (?P<k>.+?) at virtual address (?P<a>{_HEX}+)")
+# arm64 die(): "Internal error: %s: %016lx [#%d] FLAGS" (5.x prints the ESR as %08x)
+_DIE_A64 = re.compile(
+    rf"^Internal error: (?P<reason>.+?): (?P<code>{_HEX}{{8,16}}) \[#(?P<n>\d+)\]"
+    r"(?P<flags>(?: \w+)*)$")
 _DIE = re.compile(
     rf"^(?:Oops: )?(?P<reason>.+?): (?P<code>{_HEX}{{4}}) \[#(?P<n>\d+)\](?P<flags>(?: \w+)*)$")
 _NONCANON = re.compile(rf"non-canonical address 0x(?P<a>{_HEX}+)")
@@ -52,7 +60,8 @@ _NONCANON = re.compile(rf"non-canonical address 0x(?P<a>{_HEX}+)")
 
 # Every headline above contains one of these: one search rules out the ordinary log line
 # (nearly all of them) before the fourteen specific patterns are tried.
-HEADLINE_HINT = r"BUG|WARNING: |cut here|LOCKUP|INFO: |sysrq|SysRq|Machine [Cc]heck|\[#\d"
+HEADLINE_HINT = (r"BUG|WARNING: |cut here|LOCKUP|INFO: |sysrq|SysRq|Machine [Cc]heck|\[#\d|"
+                 r"Unable to handle kernel ")
 _MAYBE_HEADLINE = re.compile(HEADLINE_HINT)
 
 
@@ -63,7 +72,8 @@ def headline_kind(line: str) -> str | None:
     for kind, rx in (("null", _H_NULL), ("pf", _H_PF), ("pf_old", _H_OLD), ("cut", _H_CUT),
                      ("bugat", _H_BUGAT), ("warn", _H_WARN), ("soft", _H_SOFT),
                      ("hard", _H_HARD), ("hung", _H_HUNG), ("rcu", _H_RCU),
-                     ("sysrq", _H_SYSRQ), ("mce", _H_MCE), ("die", _DIE), ("bug", _H_BUG)):
+                     ("sysrq", _H_SYSRQ), ("mce", _H_MCE), ("die", _DIE), ("bug", _H_BUG),
+                     ("a64", _H_A64), ("die", _DIE_A64)):
         if rx.search(line):
             return kind
     return None
@@ -88,13 +98,25 @@ _CODE = re.compile(r"^Code: (?P<b>.*)$")
 _REG = re.compile(rf"\b(?P<n>[A-Za-z][A-Za-z0-9_]{{1,7}}):\s*(?P<v>{_HEX}+)(?:\({_HEX}+\))?")
 _RSP = re.compile(rf"^RSP: (?P<ss>{_HEX}{{4}}):(?P<rsp>{_HEX}{{16}})")
 _REG_LINE = re.compile(r"^(?:RSP|RAX|RDX|RBP|R10|R13|FS|CS|CR2|DR0|DR3|PKRU|EAX|ESI):")
-_TRACE = re.compile(r"^Call Trace:$")
+_TRACE = re.compile(r"^Call [Tt]race:$")  # arm64 (and most other arches) spell it "trace"
 _SECTION = re.compile(r"^\s*<(?P<end>/)?(?P<s>IRQ|NMI|SOFTIRQ|TASK|EOI|EOE|#\w+)>$")
 _FRAME = re.compile(
     rf"^\s*(?:\[<(?P<addr>{_HEX}+)>\]\s*)?(?P<q>\? )?(?P<loc>\S+(?:\s+\[[^\]]+\])?)$")
 _MODULES = re.compile(r"^Modules linked in:(?P<rest>.*)$")
 _MODULE = re.compile(r"^(?P<name>[\w\-]+)(?:\((?P<t>[A-Z+\-]+)\))?$")
 _LAST = re.compile(r"\[last unloaded: (?P<name>[\w\-]+)(?:\((?P<t>[A-Z+\-]+)\))?\]")
+# arm64 register dump (arch/arm64/kernel/process.c __show_regs) and fault report
+# (arch/arm64/mm/fault.c mem_abort_decode / data_abort_decode)
+_A64_PC = re.compile(r"^(?P<r>pc|lr) : (?P<loc>.+)$")
+_A64_SP = re.compile(rf"^sp : (?P<v>{_HEX}{{16}})$")
+_A64_PSTATE = re.compile(rf"^pstate: (?P<v>{_HEX}{{8}})(?: \(.*\))?$")
+_A64_X = re.compile(rf"^x\d+\s*: {_HEX}{{16}}")
+_A64_XREG = re.compile(rf"\b(?P<n>x\d+)\s*: (?P<v>{_HEX}{{16}})")
+_A64_ESR = re.compile(rf"^ESR = 0x(?P<v>{_HEX}+)$")
+_A64_ABORT = re.compile(
+    r"^(?:Mem abort info:|Data abort info:|EC = 0x|SET = |EA = |FSC = 0x|ISV = |CM = |"
+    r"Access size = |SSE = |SF = |TagAccess = |GCS = |Overlay = |"
+    r"(?:user|swapper) pgtable: |\[[0-9a-f]{16}\] pgd=)")
 _END = re.compile(r"^-+\[ end (?:trace (?P<id>[0-9a-f]+)|Kernel panic - not syncing: .*) \]-+$")
 
 
@@ -140,6 +162,13 @@ def _r_headline(b: Builder, line: str) -> bool:
         quals = ("null_dereference",) if m["k"].startswith("NULL") else ()
         b.set(fault_address=int(m["a"], 16), klass="page_fault", qualifiers=quals)
         return True
+    m = _H_A64.match(line)
+    if m:
+        quals = {"NULL pointer dereference": ("null_dereference",),
+                 "execute from non-executable memory": ("instruction_fetch",)}.get(m["k"], ())
+        b.set(fault_address=int(m["a"], 16), klass="page_fault", arch="arm64",
+              qualifiers=tuple(dict.fromkeys(o.qualifiers + quals)))
+        return True
     m = _H_BUGAT.match(line)
     if m:
         b.set(bug_file=m["file"], bug_line=int(m["line"]), klass="kernel_bug")
@@ -174,12 +203,29 @@ def _r_headline(b: Builder, line: str) -> bool:
 
 def _r_die(b: Builder, line: str) -> bool:
     m = _DIE.match(line)
+    a64 = None
+    if not m:
+        m = a64 = _DIE_A64.match(line)
     if not m or b.o.die_reason is not None:
         return False
     reason = m["reason"]
     kw: dict[str, object] = dict(
         die_line=line, die_reason=reason, die_error_code=int(m["code"], 16),
         die_counter=int(m["n"]), die_flags=tuple(m["flags"].split()))
+    if a64:
+        # arm64 die() prints the ESR as the error code; "Oops - BUG" (brk from BUG()),
+        # "Oops - undef" (undefined instruction), "Oops - BTI", "Oops - FPAC", …
+        kw["arch"] = "arm64"
+        if b.o.esr is None:
+            _set_esr(b, int(m["code"], 16))
+        if reason == "Oops - BUG":
+            kw["klass"] = "kernel_bug" if b.o.klass in ("unknown", "kernel_bug") else b.o.klass
+        elif reason == "Oops - undef" and b.o.klass == "unknown":
+            kw["klass"] = "invalid_opcode"
+        elif b.o.klass == "unknown" and reason != "Oops":
+            kw["klass"] = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
+        b.set(**kw)
+        return True
     nc = _NONCANON.search(reason)
     if reason.startswith("general protection fault"):
         kw["klass"] = "general_protection_fault"
@@ -210,6 +256,49 @@ def _r_pf(b: Builder, line: str) -> bool:
         code = int(m["c"], 16)
         b.set(page_fault=replace(pf, error_code=code, error_flags=decode_pf_error(code),
                                  reason=m["why"]))
+        return True
+    return False
+
+
+def _set_esr(b: Builder, esr: int) -> None:
+    """Record the ESR and, for an abort, the page-fault view of it (as the x86 #PF lines)."""
+    info = decode_esr(esr)
+    b.set(esr=info, arch="arm64")
+    if info.fsc is not None:
+        b.set(page_fault=PageFaultInfo(
+            error_code=info.esr, error_flags=info.flags, access=info.access, mode=info.mode,
+            reason=info.fsc_text))
+        if info.access == "instruction fetch" and "instruction_fetch" not in b.o.qualifiers:
+            b.set(qualifiers=(*b.o.qualifiers, "instruction_fetch"))
+
+
+def _r_arm64(b: Builder, line: str) -> bool:
+    """arm64 lines: the abort report (ESR decoded from its value, the rest consumed), ``pc :``
+    (the faulting location, as x86's RIP), ``lr :``, ``sp :``, ``pstate:`` and ``xN :``."""
+    if b.in_trace:
+        return False
+    m = _A64_ESR.match(line)
+    if m:
+        _set_esr(b, int(m["v"], 16))
+        return True
+    if _A64_ABORT.match(line):
+        return True
+    m = _A64_PC.match(line)
+    if m:
+        loc = parse_location(m["loc"])
+        if m["r"] == "pc":
+            if b.o.rip is None:
+                b.set(rip=loc, arch="arm64")
+        elif b.o.lr is None:
+            b.set(lr=loc)
+        return True
+    m = _A64_SP.match(line) or _A64_PSTATE.match(line)
+    if m:
+        b.regs.setdefault("SP" if line.startswith("sp") else "PSTATE", int(m["v"], 16))
+        return True
+    if _A64_X.match(line):
+        for r in _A64_XREG.finditer(line):
+            b.regs.setdefault(r["n"].upper(), int(r["v"], 16))
         return True
     return False
 
@@ -259,14 +348,16 @@ def _r_code(b: Builder, line: str) -> bool:
     if b.o.code is None and b.o.code_unavailable is None:
         text = m["b"].strip()
         toks = text.split()
-        if toks and all(re.fullmatch(r"[<(]?[0-9a-f]{2,4}[>)]?", t) for t in toks):
+        # x86: bytes (or 16-bit words); arm64: 32-bit little-endian instruction words
+        if toks and all(re.fullmatch(r"[<(]?(?:[0-9a-f]{2,4}|[0-9a-f]{8})[>)]?", t)
+                        for t in toks):
             data = bytearray()
             fault = None
             for t in toks:
                 if t[0] in "<(":
                     fault = len(data)
                 h = t.strip("<>()")
-                data += bytes.fromhex(h)[::-1] if len(h) == 4 else bytes.fromhex(h)
+                data += bytes.fromhex(h)[::-1] if len(h) in (4, 8) else bytes.fromhex(h)
             b.set(code=bytes(data), code_fault_index=fault)
         else:
             b.set(code_unavailable=text)
@@ -363,7 +454,7 @@ def _r_end(b: Builder, line: str) -> bool:
 # register rule; the trace rule after the register rule so register dumps inside a trace (user
 # context at syscall entry, exception frames) neither end the trace nor become frames.
 RULES: tuple[Callable[[Builder, str], bool], ...] = (
-    _r_end, _r_modules, _r_die, _r_pf, _r_cpu, _r_hw, _r_rip, _r_code, _r_regs, r_trace,
-    _r_headline,
+    _r_end, _r_modules, _r_die, _r_pf, _r_cpu, _r_hw, _r_rip, _r_code, _r_regs, _r_arm64,
+    r_trace, _r_headline,
 )
 

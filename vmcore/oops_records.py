@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vmcore.arm64_esr import EsrInfo
 from vmcore.taint import Taint
 
 __all__ = [
@@ -87,6 +88,9 @@ class Oops:
     (``null_dereference``, ``instruction_fetch``, ``non_canonical``). ``fault_address`` is the
     faulting data address (page faults; the non-canonical address of a GPF). ``die_*`` come from
     the ``reason: code [#n] FLAGS`` line. ``lines`` is the half-open line range in the text.
+    arm64: ``rip`` is the ``pc :`` location, ``lr`` the ``lr :`` one, ``esr`` the decoded
+    exception syndrome (also the die line's error code), ``arch`` ``arm64`` when arm64-only
+    lines were seen (None: x86_64 or not telling).
     """
 
     headline: str
@@ -123,6 +127,9 @@ class Oops:
     modules: tuple[ModuleRef, ...] | None = None
     last_unloaded: ModuleRef | None = None
     end_marker: str | None = None
+    esr: EsrInfo | None = None
+    lr: CodeLocation | None = None
+    arch: str | None = None
 
 
 @dataclass(frozen=True)
