@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vmcore.arch import dump_arch
 from vmcore.errors import AnalyzerError
 from vmcore.formats import Dump, detect, open_dump
 from vmcore.formats.diskdump import KdumpHeader, parse_header
@@ -164,9 +165,10 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
             except AnalyzerError as exc2:
                 notes.append(f"vmcoreinfo: {exc2}")
     cpus: tuple[CpuState, ...] = ()
+    arch = dump_arch(dump, info)
     try:
-        cpus = tuple(CpuState(p.number, p.pid, p.rip, p.regs["rsp"])
-                     for p in parse_prstatus(dump.notes))
+        cpus = tuple(CpuState(p.number, p.pid, p.rip, p.sp)
+                     for p in parse_prstatus(dump.notes, arch))
     except AnalyzerError as exc:
         failed = True
         notes.append(f"notes: {exc}")
@@ -179,8 +181,11 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
         header_version=kd.version if kd else None, dump_level=kd.dump_level if kd else None,
         incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
     )
-    report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
-    if symbols is not None and info is not None:
+    report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed, arch)
+    if symbols is not None and info is not None and arch != "x86_64":
+        report = dataclasses.replace(report, notes=(
+            *report.notes, f"memory: deep analysis reads x86_64 dumps only, not {arch}"))
+    elif symbols is not None and info is not None:
         report = _with_memory(report, dump, info, symbols, oa)
     return Analysis(report, log, oa)
 
@@ -235,13 +240,14 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
                      page_size=None, nr_cpus=None, dump_level=None, incomplete=False)
     dinfo = DumpInfo(format="log-only", compression="none", size=len(text), page_size=0,
                      source=source)
-    report = _build_report(dinfo, hdr, None, None, oa, (), [], False)
+    arch = oa.primary.arch if oa.primary else None
+    report = _build_report(dinfo, hdr, None, None, oa, (), [], False, arch)
     return Analysis(report, None, oa)
 
 
 def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
                   log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
-                  notes: list[str], failed: bool) -> Report:
+                  notes: list[str], failed: bool, arch: str | None = None) -> Report:
     primary: Oops | None = oa.primary if oa else None
     phys_base = None
     if info is not None and "phys_base" in info.numbers:
@@ -254,6 +260,7 @@ def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
         kernel_offset=(info.kernel_offset if info else None)
         if not (oa and oa.kernel_offset is not None) else oa.kernel_offset,
         phys_base=phys_base,
+        arch=arch,
     )
     panic = PanicInfo(
         message=oa.panic_message if oa else None,

@@ -6,11 +6,11 @@ nor the report schema.
 
 from __future__ import annotations
 
+from vmcore.arch import kernel_memory
 from vmcore.errors import CorruptDump
 from vmcore.formats import Dump
 from vmcore.printk import PrintkLog, read_printk
 from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
-from vmcore.x86_64 import KernelMemory
 
 __all__ = ["read_log"]
 
@@ -20,6 +20,4 @@ def read_log(dump: Dump) -> tuple[VmcoreInfo, PrintkLog]:
     if dump.vmcoreinfo_blob is None:
         raise CorruptDump("the dump has no VMCOREINFO (QEMU: -device vmcoreinfo missing?)")
     info = parse_vmcoreinfo(dump.vmcoreinfo_blob)
-    hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
-    mem = KernelMemory(dump.read_phys, info, hdr_pb)
-    return info, read_printk(mem, info)
+    return info, read_printk(kernel_memory(dump, info), info)

@@ -46,8 +46,13 @@ class PrStatus(NamedTuple):
 
     @property
     def rip(self) -> int:
-        """Instruction pointer (virtual address)."""
-        return self.regs["rip"]
+        """Instruction pointer (virtual address; arm64: ``pc``)."""
+        return self.regs["rip"] if "rip" in self.regs else self.regs["pc"]
+
+    @property
+    def sp(self) -> int:
+        """Stack pointer (x86_64 ``rsp``, arm64 ``sp``)."""
+        return self.regs["rsp"] if "rsp" in self.regs else self.regs["sp"]
 
 
 def parse_notes(blob: bytes, base_offset: int = 0) -> list[Note]:
@@ -74,8 +79,14 @@ def parse_notes(blob: bytes, base_offset: int = 0) -> list[Note]:
     return notes
 
 
-def parse_prstatus(notes: list[Note]) -> list[PrStatus]:
-    """The x86_64 NT_PRSTATUS notes in order; short ones raise :class:`CorruptDump`."""
+def parse_prstatus(notes: list[Note], arch: str = "x86_64") -> list[PrStatus]:
+    """The NT_PRSTATUS notes in order (``arch`` ``x86_64`` or ``arm64``: the register layout);
+    short ones raise :class:`CorruptDump`."""
+    if arch == "arm64":
+        from vmcore.arm64 import parse_prstatus_arm64  # arm64 imports this module
+
+        return [PrStatus(i, pid, regs)
+                for i, (pid, regs) in enumerate(parse_prstatus_arm64(notes))]
     out: list[PrStatus] = []
     for n in notes:
         if n.name != "CORE" or n.type != NT_PRSTATUS:

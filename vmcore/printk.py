@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vmcore.errors import AnalyzerError, CorruptDump, PageExcluded, UnsupportedDump
 from vmcore.vmcoreinfo import VmcoreInfo
-from vmcore.x86_64 import KernelMemory
+
+if TYPE_CHECKING:
+    from vmcore.arch import VirtualMemory
 
 __all__ = ["LogRecord", "PrintkLog", "format_dmesg", "read_printk"]
 
@@ -79,7 +81,7 @@ class _Window:
     descriptor is simply an unused one (makedumpfile's readmem does the same).
     """
 
-    def __init__(self, mem: KernelMemory, base: int, total: int):
+    def __init__(self, mem: VirtualMemory, base: int, total: int):
         self.mem, self.base, self.total = mem, base, total
         self._start = -1
         self._data = b""
@@ -139,7 +141,7 @@ def _struct_size(info: VmcoreInfo, name: str) -> int:
     return n
 
 
-def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
+def read_printk(mem: VirtualMemory, info: VmcoreInfo) -> PrintkLog:
     """Read every committed/finalized record between the ring's tail and head."""
     if "prb" not in info.symbols:
         if "log_buf" in info.symbols:

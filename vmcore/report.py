@@ -57,7 +57,9 @@ class DumpInfo:
 @dataclass(frozen=True)
 class KernelInfo:
     """``release`` (``uname -r``), ``version`` (``#1 SMP …``), GNU ``build_id`` (40 hex),
-    ``machine``, KASLR ``kernel_offset`` and ``phys_base`` in bytes."""
+    ``machine``, KASLR ``kernel_offset`` and ``phys_base`` in bytes; ``arch`` ``x86_64`` or
+    ``arm64`` (from the dump's ELF machine, header or VMCOREINFO; log-only: from arm64-only
+    oops lines, else None)."""
 
     release: str | None
     version: str | None
@@ -65,6 +67,7 @@ class KernelInfo:
     machine: str | None
     kernel_offset: int | None
     phys_base: int | None
+    arch: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ PT_LOAD = 1
 PT_NOTE = 4
 PN_XNUM = 0xFFFF
 EM_X86_64 = 62
+EM_AARCH64 = 183
+_MACHINES = {EM_X86_64: "x86_64", EM_AARCH64: "aarch64"}
 MAX_PHNUM = 1 << 20
 MAX_NOTE_BYTES = 64 << 20
 
@@ -42,7 +44,8 @@ class Load(NamedTuple):
 
 
 class ElfVmcore:
-    """Physical memory and notes of an ELF64 little-endian x86_64 core file."""
+    """Physical memory and notes of an ELF64 little-endian x86_64 or aarch64 core file;
+    ``machine`` is ``x86_64`` or ``aarch64``."""
 
     format = "elf"
     compression = "none"
@@ -56,8 +59,10 @@ class ElfVmcore:
         if eh[4] != 2 or eh[5] != 1:
             raise UnsupportedDump(f"ELF class {eh[4]} data {eh[5]} (only ELF64 LSB)", offset=4)
         (e_machine,) = struct.unpack_from("<H", eh, 18)
-        if e_machine != EM_X86_64:
-            raise UnsupportedDump(f"ELF machine {e_machine} (only x86_64)", offset=18)
+        if e_machine not in _MACHINES:
+            raise UnsupportedDump(f"ELF machine {e_machine} (only x86_64 and aarch64)",
+                                  offset=18)
+        self.machine = _MACHINES[e_machine]  # as uname -m
         e_phoff, e_shoff = struct.unpack_from("<QQ", eh, 32)
         e_phentsize, e_phnum = struct.unpack_from("<HH", eh, 54)
         phnum = e_phnum
@@ -82,7 +87,8 @@ class ElfVmcore:
                 if p_filesz > p_memsz:
                     raise CorruptDump(f"PT_LOAD filesz {p_filesz:#x} > memsz {p_memsz:#x}",
                                       offset=e_phoff + at)
-                loads.append(Load(p_paddr, p_memsz, p_filesz, p_offset, p_vaddr))
+                if p_memsz:  # makedumpfile -E on arm64 writes an empty one (p_offset 0)
+                    loads.append(Load(p_paddr, p_memsz, p_filesz, p_offset, p_vaddr))
         loads.sort(key=lambda ld: ld.paddr)
         self.loads = tuple(loads)
         self._starts = [ld.paddr for ld in loads]
