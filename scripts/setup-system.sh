@@ -8,7 +8,9 @@ need=()
 # postgresql: initdb/pg_ctl for a throwaway server when none answers on 127.0.0.1:5432.
 # debuginfod, libarchive-tools (bsdtar, to index .deb files), binutils (nm): symbol-cache tests.
 # chromium, chromium-driver: the web UI's real-browser tests (Selenium drives Debian's build).
-for pkg in liblzo2-dev gcc postgresql debuginfod libarchive-tools binutils chromium chromium-driver; do
+# qemu-user-static: runs trixie's arm64 makedumpfile, the oracle of the arm64 fixture dumps.
+for pkg in liblzo2-dev gcc postgresql debuginfod libarchive-tools binutils chromium chromium-driver \
+           qemu-user-static; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # python3-dev headers come with the interpreter in most installs; check the header itself.

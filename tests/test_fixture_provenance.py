@@ -27,6 +27,9 @@ FACTORY_DIR = REPO / "tests" / "fixtures" / "factory"
 CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
 CORPUS = CACHE / "fixtures"
 MAKEDUMPFILE = CACHE / "tools" / "bin" / "makedumpfile"
+# arm64 cases ("arch": "arm64"): trixie's arm64 makedumpfile under qemu-aarch64-static (the x86
+# build reads x86_64 dumps only), and no crash oracle (see factory/arm64_case.py).
+MAKEDUMPFILE_ARM64 = CACHE / "tools" / "bin" / "makedumpfile-arm64"
 
 ORACLE_FILES = ("dmesg.txt", "crash-sys.txt", "crash-bt.txt", "crash-log.txt", "crash-mod.txt",
                 "crash-ps.txt", "drgn-bt.txt")
@@ -45,6 +48,11 @@ IDS = [c.name for c in CASES]
 
 def _manifest(case):
     return json.loads((case / "manifest.json").read_text())
+
+
+def _oracle_files(m):
+    """The oracle files a case must carry: all of them, or what an arm64 case lists."""
+    return tuple(m["oracles"].values()) if m.get("arch") == "arm64" else ORACLE_FILES
 
 
 def _sha256(path):
@@ -76,6 +84,17 @@ def _dump_path(case, manifest):
 
 
 @pytest.fixture(scope="session")
+def makedumpfile_arm64():
+    """The arm64 oracle (needs qemu-aarch64-static from Debian's qemu-user-static)."""
+    script = FACTORY_DIR / "oracle-tools-arm64.sh"
+    res = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if res.returncode != 0 or not MAKEDUMPFILE_ARM64.exists():
+        pytest.fail(f"could not install the arm64 makedumpfile with {script}: exit "
+                    f"{res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return MAKEDUMPFILE_ARM64
+
+
+@pytest.fixture(scope="session")
 def makedumpfile():
     """Install the oracle tools into the cache (idempotent, fast when done)."""
     script = FACTORY_DIR / "oracle-tools.sh"
@@ -103,7 +122,7 @@ def test_manifest_complete(case):
     missing = [k for k in MANIFEST_KEYS if k not in m]
     assert not missing, f"{case.name}: manifest lacks {missing}"
     assert m["dump"] in m["files"], f"{case.name}: dump not in the file table"
-    for name in ORACLE_FILES:
+    for name in _oracle_files(m):
         assert name in m["files"], f"{case.name}: oracle {name} not in the file table"
         assert (case / name).is_file(), f"{case.name}: oracle {name} missing"
 
@@ -125,8 +144,10 @@ def test_committed_files_match_manifest(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_dump_dmesg_matches_oracle(case, makedumpfile, tmp_path):
+def test_dump_dmesg_matches_oracle(case, request, tmp_path):
     m = _manifest(case)
+    makedumpfile = request.getfixturevalue(
+        "makedumpfile_arm64" if m.get("arch") == "arm64" else "makedumpfile")
     dump = _dump_path(case, m)
     if dump is None:
         pytest.skip(f"{case.name}: dump not committed (size) and not in {CORPUS} as recorded "
@@ -156,6 +177,9 @@ def test_oracles_agree_with_manifest(case):
     """The manifest's expectations are visible in the oracle outputs they came from."""
     m = _manifest(case)
     dmesg = (case / "dmesg.txt").read_text(errors="replace")
+    if m.get("arch") == "arm64":
+        _arm64_oracles_agree(case, m, dmesg)
+        return
     bt = (case / "crash-bt.txt").read_text(errors="replace")
     if m["panic_line"] is None:
         # the guest's kdump kernel took over at the oops: crash_kexec() runs before panic()
@@ -167,6 +191,21 @@ def test_oracles_agree_with_manifest(case):
     assert task and f"PID: {task['pid']}" in bt and f'"{task["comm"]}"' in bt
     for frame in m["bt_top_frames"]:
         assert f" {frame} at " in bt
+    if m["scenario"] == "uau":
+        assert m["rip_symbol"] == "unresolved"
+        assert m["last_unloaded"] == "vendordeferio"
+
+
+def _arm64_oracles_agree(case, m, dmesg):
+    """arm64 cases: the dmesg and drgn oracles (no crash) hold the manifest's expectations."""
+    drgn = (case / "drgn-bt.txt").read_text(errors="replace")
+    assert m["panic_line"] in dmesg
+    assert m["kernel_release"] in dmesg
+    task = m["crashed_task"]
+    assert task and f"crashed thread: pid {task['pid']} comm {task['comm']} " in drgn
+    for frame in m["bt_top_frames"]:
+        assert f" {frame} (" in drgn or f" {frame}+" in drgn
+    assert f"modules: {' '.join(m['loaded_modules'])}" in drgn
     if m["scenario"] == "uau":
         assert m["rip_symbol"] == "unresolved"
         assert m["last_unloaded"] == "vendordeferio"

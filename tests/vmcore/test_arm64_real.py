@@ -1,0 +1,43 @@
+"""Real Debian arm64 dumps (``"arch": "arm64"`` cases: QEMU aarch64 boots of the fixture
+factory, ``tests/fixtures/factory/arm64_case.py``) against their oracles: the report's task,
+pc, taint, modules and panic line against the manifest (from makedumpfile --dump-dmesg and
+drgn). The log itself is compared byte for byte in test_real_dumps.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmcore.analyze import analyze, read_header
+from vmcore.source import LocalFileSource
+
+from .conftest import Case, real_cases
+
+
+@pytest.mark.parametrize("case", real_cases(arch="arm64"))
+def test_arm64_report_matches_oracles(case: Case) -> None:
+    m = case.manifest
+    with LocalFileSource(case.dump) as src:
+        r = analyze(src).report
+        hdr = read_header(src)
+    assert not r.partial, r.notes
+    assert r.kernel.arch == "arm64"
+    assert r.kernel.release == m["kernel_release"] == hdr.kernel_release
+    assert r.kernel.build_id == m["build_id"]
+    assert r.panic.line == m["panic_line"]
+    task = m["crashed_task"]
+    assert (r.task.pid, r.task.comm, r.task.cpu) == (task["pid"], task["comm"], task["cpu"])
+    assert r.taint is not None and r.taint.letters == m["taint_letters"]
+    assert r.modules is not None
+    assert sorted(r.modules.loaded) == m["loaded_modules"]
+    assert r.modules.last_unloaded == m["last_unloaded"]
+    assert r.rip is not None
+    if m["rip_symbol"] == "unresolved":
+        assert r.rip.function is None and r.rip.address is not None
+        assert m["rip_line"] == f"pc : {r.rip.text}"
+    else:
+        assert r.rip.function == m["rip_symbol"] and r.rip.module == m["rip_module"]
+    # every CPU note decoded with the arm64 layout: the stack pointer is a kernel address
+    assert r.cpus and all(c.rsp >> 48 == 0xFFFF for c in r.cpus)
+    if m["scenario"] == "uau":
+        assert r.fault is not None and r.fault.access == "instruction fetch"
+        assert r.fault.address == r.rip.address
