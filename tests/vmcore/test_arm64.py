@@ -124,3 +124,34 @@ def test_prstatus_arm64() -> None:
     assert (p.sp, p.rip, p.regs["pstate"]) == (131, 132, 133)
     with pytest.raises(CorruptDump, match="arm64 needs 384"):
         parse_prstatus([Note("CORE", NT_PRSTATUS, bytes(300), 0)], "arm64")
+
+
+def _arm64_kdump(vmcoreinfo: str) -> bytes:
+    """A synthetic kdump file whose header says aarch64 (dumpkit writes x86_64)."""
+    from .dumpkit import kdump
+
+    data = bytearray(kdump({0: bytes(4096)}, vmcoreinfo.encode()))
+    machine = 12 + 65 * 4
+    data[machine : machine + 65] = b"aarch64".ljust(65, b"\0")
+    return bytes(data)
+
+
+def test_unsupported_layout_cli_exit_1_and_partial_report(
+        tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 52-bit-VA arm64 dump: `analyze --log` fails with one line naming the layout (exit 1);
+    the report keeps what the header and VMCOREINFO say, flagged partial with the reason."""
+    from crashfleet.commands.analyze import main
+    from vmcore.analyze import analyze
+    from vmcore.source import BytesSource
+
+    text = DEB61.replace("NUMBER(VA_BITS)=48", "NUMBER(VA_BITS)=52")
+    text += "SYMBOL(prb)=ffffcec5f5a48360\n"
+    path = tmp_path / "vmcore"  # type: ignore[operator]
+    path.write_bytes(_arm64_kdump(text))
+    assert main([str(path), "--log"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "arm64 52-bit VA with 4 KiB pages (LPA2)" in err
+    r = analyze(BytesSource(path.read_bytes())).report
+    assert r.partial and r.kernel.arch == "arm64"
+    assert r.kernel.release == "6.1.0-56-cloud-arm64"
+    assert any(n.startswith("log: arm64 52-bit VA") for n in r.notes)
