@@ -150,7 +150,10 @@ def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
     row["cli_s"], row["cli_rss"], _ = _best(cli, repeat)
     row["cli_cmd"] = " ".join(Path(c).name if "/" in c else c for c in cli[:-2]) \
         if cli[1] == "-m" else "crashfleet analyze --log"
-    mkd = TOOLS / "makedumpfile"
+    arm64 = man.get("arch") == "arm64"
+    # arm64 dumps: trixie's arm64 makedumpfile under qemu-user (tests/fixtures/factory/
+    # oracle-tools-arm64.sh; its times include the emulation); no crash (x86_64-only build)
+    mkd = TOOLS / ("makedumpfile-arm64" if arm64 else "makedumpfile")
     if mkd.exists() and man.get("format") in ("kdump", "elf"):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "dmesg"
@@ -169,7 +172,7 @@ def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
     vmlinux = (CACHE / "kernels" / rel / "vmlinux")
     if heavy and vmlinux.exists():
         crash = TOOLS / "crash"
-        if crash.exists():
+        if crash.exists() and not arm64:
             row["crash_s"], row["crash_rss"], _ = _best(
                 [str(crash), "-s", str(vmlinux.resolve()), str(dump)], 1, b"log\nquit\n")
         drgn = TOOLS / "drgn"
