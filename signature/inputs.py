@@ -90,7 +90,12 @@ def signature_input(report: Report) -> SignatureInput:
     rip = None
     if report.rip is not None:
         rip = Frame(report.rip.function, report.rip.module, True)
-    frames = tuple(Frame(f.function, f.module, f.reliable) for f in report.frames)
+    arm64 = report.kernel.arch == "arm64"
+    # arm64 prints return addresses unadjusted (%pSb): after a call to a noreturn function
+    # (panic) at the very end of a function, the address is the next function's +0x0, a
+    # wrong name. No return address can be a function's first instruction: drop those.
+    frames = tuple(Frame(f.function, f.module, f.reliable) for i, f in enumerate(report.frames)
+                   if not (arm64 and i > 0 and f.offset == 0))
     taint = report.taint.letters if report.taint is not None else ""
     findings = log_findings(report)
     if rip is not None and rip.function is None and any(

@@ -22,7 +22,7 @@ from vmcore.oops_records import (
 from vmcore.taint import decode_taint
 
 _HEX = r"[0-9a-fA-F]"
-__all__ = ["HEADLINE_HINT", "RULES", "Builder", "headline_kind", "r_trace"]
+__all__ = ["HEADLINE_HINT", "RULES", "Builder", "arm64_frames", "headline_kind", "r_trace"]
 
 # -- headlines -------------------------------------------------------------------------------
 
@@ -382,6 +382,8 @@ def _r_regs(b: Builder, line: str) -> bool:
 def r_trace(b: Builder, line: str) -> bool:
     if _TRACE.match(line):
         b.in_trace = True
+        if line.startswith("Call trace:") and b.o.arch is None:
+            b.set(arch="arm64")  # x86 prints "Call Trace:"; of the two, only arm64 this
         return True
     if not b.in_trace:
         return False
@@ -404,6 +406,20 @@ def r_trace(b: Builder, line: str) -> bool:
         b.frames.append(Frame(loc, m["q"] is None, b.sections[-1] if b.sections else None))
         return True
     return False
+
+
+def arm64_frames(o: Oops, frames: list[Frame]) -> list[Frame]:
+    """arm64's frame-pointer trace misses the caller of a leaf function (it pushed no frame
+    record; the caller is only in ``lr``): put the ``lr :`` location after the ``pc`` frame
+    when it names another function than the pc and than the next printed frame (a non-leaf
+    function's lr points into itself or equals that next frame)."""
+    lr, rip = o.lr, o.rip
+    if (o.arch != "arm64" or lr is None or rip is None or lr.function is None
+            or not frames or frames[0].location.text != rip.text):
+        return frames
+    if lr.function == rip.function or (len(frames) > 1 and frames[1].function == lr.function):
+        return frames
+    return [frames[0], Frame(lr, True, frames[0].context), *frames[1:]]
 
 
 def _modules(text: str) -> tuple[list[ModuleRef], ModuleRef | None, bool]:

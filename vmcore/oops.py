@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import re
 
-from vmcore._oops_rules import HEADLINE_HINT, RULES, Builder, headline_kind, r_trace
+from vmcore._oops_rules import (
+    HEADLINE_HINT,
+    RULES,
+    Builder,
+    arm64_frames,
+    headline_kind,
+    r_trace,
+)
 from vmcore.oops_records import (
     CodeLocation,
     Frame,
@@ -84,7 +91,8 @@ def parse_log(text: str) -> LogAnalysis:
             o = b.o
             if o.klass == "unknown" and o.headline.startswith("BUG: "):
                 b.set(klass="bug")
-            b.set(registers=dict(b.regs), frames=tuple(b.frames), lines=(o.lines[0], end))
+            b.set(registers=dict(b.regs), frames=tuple(arm64_frames(o, b.frames)),
+                  lines=(o.lines[0], end))
             oopses.append(b.o)
 
     for i, raw in enumerate(lines):

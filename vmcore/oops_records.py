@@ -88,7 +88,8 @@ class Oops:
     (``null_dereference``, ``instruction_fetch``, ``non_canonical``). ``fault_address`` is the
     faulting data address (page faults; the non-canonical address of a GPF). ``die_*`` come from
     the ``reason: code [#n] FLAGS`` line. ``lines`` is the half-open line range in the text.
-    arm64: ``rip`` is the ``pc :`` location, ``lr`` the ``lr :`` one, ``esr`` the decoded
+    arm64: ``rip`` is the ``pc :`` location, ``lr`` the ``lr :`` one (also put in ``frames``
+    after the pc frame when the trace misses it: a leaf function's caller), ``esr`` the decoded
     exception syndrome (also the die line's error code), ``arch`` ``arm64`` when arm64-only
     lines were seen (None: x86_64 or not telling).
     """

@@ -75,3 +75,33 @@ def test_arm64_frames_have_no_unreliable_markers() -> None:
     r = analyze_log(UAU_ARM64, source="arm64").report
     assert [f.function for f in r.frames] == [None, "kthread", "ret_from_fork"]
     assert all(f.reliable for f in r.frames)
+
+
+# arm64 sysrq (6.1): panic() is the last call of sysrq_handle_crash, so its return address is
+# printed as the next function's +0x0; dump_backtrace is arm64's stack dumper.
+SYSRQ_ARM64 = b"""\
+[   13.000000] sysrq: Trigger a crash
+[   13.000000] Kernel panic - not syncing: sysrq triggered crash
+[   13.000000] CPU: 0 PID: 1 Comm: init Not tainted 6.1.0-56-cloud-arm64 #1  Debian 6.1.192-2
+[   13.000000] Hardware name: linux,dummy-virt (DT)
+[   13.000000] Call trace:
+[   13.000000]  dump_backtrace+0xe4/0x140
+[   13.000000]  show_stack+0x20/0x30
+[   13.000000]  dump_stack_lvl+0x64/0x80
+[   13.000000]  dump_stack+0x18/0x34
+[   13.000000]  panic+0x184/0x364
+[   13.000000]  sysrq_reset_seq_param_set+0x0/0xa0
+[   13.000000]  __handle_sysrq+0x90/0x19c
+[   13.000000]  write_sysrq_trigger+0x7c/0xc0
+[   13.000000]  proc_reg_write+0xac/0x100
+[   13.000000]  vfs_write+0xdc/0x3a0
+[   13.000000]  ksys_write+0x7c/0x11c
+"""
+
+
+def test_arm64_return_address_at_a_function_start_is_dropped() -> None:
+    r = analyze_log(SYSRQ_ARM64, source="arm64").report
+    assert r.kernel.arch == "arm64"
+    sig = compute_signature(signature_input(r))
+    assert sig.frames == ("__handle_sysrq", "write_sysrq_trigger", "proc_reg_write", "vfs_write",
+                          "sys_write")  # ksys_ normalized

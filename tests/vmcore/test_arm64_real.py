@@ -1,13 +1,16 @@
 """Real Debian arm64 dumps (``"arch": "arm64"`` cases: QEMU aarch64 boots of the fixture
 factory, ``tests/fixtures/factory/arm64_case.py``) against their oracles: the report's task,
 pc, taint, modules and panic line against the manifest (from makedumpfile --dump-dmesg and
-drgn). The log itself is compared byte for byte in test_real_dumps.py."""
+drgn), and the log byte for byte against makedumpfile --dump-dmesg (the arm64 build)."""
 
 from __future__ import annotations
 
 import pytest
 
 from vmcore.analyze import analyze, read_header
+from vmcore.formats import open_dump
+from vmcore.logread import read_log
+from vmcore.printk import format_dmesg
 from vmcore.source import LocalFileSource
 
 from .conftest import Case, real_cases
@@ -47,3 +50,21 @@ def test_arm64_report_matches_oracles(case: Case) -> None:
     if m["scenario"] == "uau":
         assert r.fault is not None and r.fault.access == "instruction fetch"
         assert r.rip is not None and r.fault.address == r.rip.address
+
+
+@pytest.mark.parametrize("case", real_cases(arch="arm64"))
+def test_arm64_log_equals_makedumpfile(case: Case) -> None:
+    want = case.oracle_bytes("dmesg")
+    assert want is not None
+    with LocalFileSource(case.dump) as src:
+        _info, log = read_log(open_dump(src))
+    assert not log.partial, log.notes
+    assert format_dmesg(log.records) == want
+
+
+@pytest.mark.parametrize("case", real_cases(arch="arm64"))
+def test_arm64_cli_log_output(case: Case, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    from crashfleet.commands.analyze import main
+
+    assert main([str(case.dump), "--log"]) == 0
+    assert capfdbinary.readouterr().out == case.oracle_bytes("dmesg")

@@ -178,7 +178,9 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "esr.ec_name": "DABT_CUR", "esr.fault_level": 2, "esr.write": False,
         "code": bytes.fromhex("00400191 3f2303d5 bf2303d5 010440f9 200040f9"),
         "code_fault_index": 16,
+        # nullring_init: the leaf function's caller, only in the lr line, put after the pc
         "frames": [("nullring_poll.constprop.0", "vendor_nullring", True, None),
+                   ("nullring_init", "vendor_nullring", True, None),
                    ("do_one_initcall", None, True, None), ("do_init_module", None, True, None),
                    ("load_module", None, True, None),
                    ("__do_sys_finit_module", None, True, None),
@@ -209,6 +211,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "esr.flags": ("BRK64", "BRK_BUG"), "rip.function": "bugon_start_queue",
         "lr.function": "bugon_init", "code_fault_index": 16,
         "frames": [("bugon_start_queue", "vendor_bugon", True, None),
+                   ("bugon_init", "vendor_bugon", True, None),
                    ("do_one_initcall", None, True, None), ("do_init_module", None, True, None)],
         "log.panic_message": "Oops - BUG: Fatal exception"}),
     ("6.1 WARN panic_on_warn", WARN_61_A64, {
@@ -216,10 +219,11 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         "warning_function.function": "warn_put_ref", "rip.function": "warn_put_ref",
         "lr.function": "warn_init", "arch": "arm64", "die_reason": None, "esr": None,
         "frames": [("warn_put_ref", "vendor_warn", True, None),
+                   ("warn_init", "vendor_warn", True, None),
                    ("do_one_initcall", None, True, None)],
         "log.klass": "warning", "log.panic_message": "kernel: panic_on_warn set ..."}),
     ("6.1 sysrq", SYSRQ_61_A64, {
-        "klass": "sysrq", "comm": "init", "pid": 1, "rip": None, "esr": None,
+        "klass": "sysrq", "comm": "init", "pid": 1, "rip": None, "esr": None, "arch": "arm64",
         "frames": [("dump_backtrace", None, True, None), ("show_stack", None, True, None),
                    ("dump_stack_lvl", None, True, None), ("dump_stack", None, True, None),
                    ("panic", None, True, None), ("sysrq_reset_seq_param_set", None, True, None),
@@ -295,3 +299,15 @@ def test_x86_die_line_is_not_taken_for_arm64() -> None:
     log = parse_log("Oops: 0002 [#1] SMP\nCall Trace:\n foo+0x1/0x2\n")
     assert log.primary is not None
     assert log.primary.arch is None and log.primary.esr is None
+
+
+def test_lr_is_not_added_when_the_trace_has_it_or_it_is_the_same_function() -> None:
+    # a non-leaf function: lr points into itself (or is the next printed frame)
+    for lr in ("nullring_poll.constprop.0+0x10/0xff4 [vendor_nullring]",
+               "do_one_initcall+0x64/0x26c"):
+        text = NULL_61_A64.replace("lr : nullring_init+0x2c/0x1000 [vendor_nullring]",
+                                   f"lr : {lr}")
+        oops = parse_log(text).primary
+        assert oops is not None
+        assert [f.function for f in oops.frames[:2]] == ["nullring_poll.constprop.0",
+                                                         "do_one_initcall"]
