@@ -146,12 +146,12 @@ def test_committed_files_match_manifest(case):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_dump_dmesg_matches_oracle(case, request, tmp_path):
     m = _manifest(case)
-    makedumpfile = request.getfixturevalue(
-        "makedumpfile_arm64" if m.get("arch") == "arm64" else "makedumpfile")
     dump = _dump_path(case, m)
     if dump is None:
         pytest.skip(f"{case.name}: dump not committed (size) and not in {CORPUS} as recorded "
                     "(`make fixtures` makes new boots)")
+    makedumpfile = request.getfixturevalue(
+        "makedumpfile_arm64" if m.get("arch") == "arm64" else "makedumpfile")
     want = m["files"][m["dump"]]
     assert _sha256(dump) == want["sha256"], f"{dump}: sha256 differs from the manifest"
     dumpfix = _dumpfix()
