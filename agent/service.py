@@ -35,7 +35,7 @@ from ingest.eventlog import EventProducer
 from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
 from ingest.objectstore import ObjectStore
 from vmcore.errors import AnalyzerError
-from vmcore.formats.flattened import FlatIndexBuilder, build_index
+from vmcore.formats.flattened import INDEX_SUFFIX, FlatIndexBuilder, build_index
 from vmcore.source import LocalFileSource
 
 __all__ = ["Agent", "AgentConfig"]
@@ -79,25 +79,26 @@ class _StreamIndex:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """What the loop needs from the settings (see ``AgentSettings``); sizes in bytes."""
+    """What the loop needs from the settings (``AgentSettings``, the only source of their
+    defaults: built by ``crashfleet.wiring.agent.agent_config``); sizes in bytes."""
 
     watch_dirs: tuple[str, ...]
-    content: str = "full"
-    dumps_prefix: str = "dumps/"
-    part_size: int = 16 * 1024 * 1024
-    upload_concurrency: int = 4
-    bandwidth_limit: float = 0.0  # bytes per second, 0 = none
-    stable_for_s: float = 5.0
-    rescan_interval_s: float = 60.0
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 300.0
-    retention: str = "keep"
-    retention_keep_newest: int = 0
-    retention_max_bytes: int = 0
-    require_root_owner: bool = True
-    topic: str = "crash-reported"
-    agent_version: str = "0"
-    metrics_textfile: str = ""
+    content: str
+    dumps_prefix: str
+    part_size: int
+    upload_concurrency: int
+    bandwidth_limit: float  # bytes per second, 0 = none
+    stable_for_s: float
+    rescan_interval_s: float
+    retry_initial_s: float
+    retry_max_s: float
+    retention: str
+    retention_keep_newest: int
+    retention_max_bytes: int
+    require_root_owner: bool
+    topic: str
+    agent_version: str
+    metrics_textfile: str
     spool: bool = False  # embedded pipeline: watch_dirs are spools (any file, per-host dirs)
 
 
@@ -294,7 +295,7 @@ class Agent:
             )
             key = base
             if builder is not None:
-                index_key = base + ".flatindex"
+                index_key = base + INDEX_SUFFIX
                 if not result.already_stored or self.store.head(index_key) is None:
                     if result.already_stored:  # stored before, its index was not
                         with LocalFileSource(row.path) as src:

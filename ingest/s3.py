@@ -88,10 +88,11 @@ class S3ObjectStore:
         )
 
     @classmethod
-    def from_settings(cls, s3: Any) -> S3ObjectStore:
-        """Build from an ``S3Settings`` section."""
+    def from_settings(cls, s3: Any, *, bucket: str | None = None) -> S3ObjectStore:
+        """Build from an ``S3Settings`` section (the one place settings become a client);
+        ``bucket`` overrides the configured bucket (``s3://bucket/key`` on the command line)."""
         return cls(
-            s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
+            bucket or s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
             addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
             read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts, sse=s3.sse,
             sse_kms_key_id=s3.sse_kms_key_id,

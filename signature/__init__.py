@@ -8,8 +8,8 @@ tainted crash never merges with an untainted one.
 
 Normalization makes one bug look the same on every host and kernel build: offsets, sizes
 and compiler suffixes (``.isra.0``, ``.constprop.0``, ``.part.0``, ``.cold``) are dropped, bare
-addresses become ``??``, syscall wrappers lose their ABI prefixes, and numbered thread names
-(``vdeferio8_1``) are folded (``vdeferio*``) where a name is used.
+addresses become ``??`` and syscall wrappers lose their ABI prefixes. Thread names are not
+part of a signature (a leaked kthread's name varies with the module instance).
 
 Pure: no I/O beyond reading the packaged data files once.
 """
@@ -31,7 +31,6 @@ __all__ = [
     "SignatureInput",
     "compute_signature",
     "load_patterns",
-    "normalize_comm",
     "normalize_function",
 ]
 
@@ -41,7 +40,6 @@ MAX_TEXT = 255  # characters of signature text, as Socorro
 _SUFFIX = re.compile(r"(\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)?)+$")
 _OFFSET = re.compile(r"\+0x[0-9a-f]+(/0x[0-9a-f]+)?$")
 _SYSCALL = re.compile(r"^(__x64_sys_|__ia32_sys_|__se_sys_|__do_sys_|__ia32_compat_sys_|ksys_)")
-_COMM_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -94,13 +92,6 @@ def normalize_function(name: str) -> str:
     if _SYSCALL.match(name):
         name = "sys_" + _SYSCALL.sub("", name)
     return name
-
-
-def normalize_comm(comm: str) -> str:
-    """Fold numbers in thread names: ``vdeferio8_1`` -> ``vdeferio*``, ``kworker/3:1`` ->
-    ``kworker/*``."""
-    folded = _COMM_DIGITS.sub("*", comm)
-    return re.sub(r"\*(?:[_:/.-]?\*)+", "*", folded)
 
 
 @functools.cache

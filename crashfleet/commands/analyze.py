@@ -76,11 +76,7 @@ def _open(uri: str, app: App, must_exist: bool = True) -> ByteSource | None:
         from ingest.s3 import S3ObjectStore
         from vmcore.source import ObjectStoreSource
 
-        s3 = app.settings().s3
-        store = S3ObjectStore(
-            bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-            addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
-            read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts)
+        store = S3ObjectStore.from_settings(app.settings().s3, bucket=bucket)
         if not must_exist and store.head(key) is None:
             return None
         return ObjectStoreSource(store, key)

@@ -20,7 +20,6 @@ from vmcore.deep.tasks import (
     read_task,
 )
 from vmcore.deep.unwind import MemFrame, unwind
-from vmcore.errors import AnalyzerError
 from vmcore.notes import PrStatus
 from vmcore.report import FindingInfo, MemFrameInfo, MemoryInfo, ModuleEntry
 from vmcore.symbols import KernelSymbols
@@ -82,11 +81,7 @@ def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,
     matched_by = match_pack(info, pack, mem)
     ctx = Context(mem, pack, kaslr_offset(info))
     notes = ctx.notes
-    try:
-        mods, mods_ok = read_modules(ctx)
-    except AnalyzerError as exc:  # defensive: Context reads do not raise
-        notes.append(f"modules: {exc}")
-        mods, mods_ok = [], False
+    mods, mods_ok = read_modules(ctx)  # Context reads return None, never raise
     lu = last_unloaded(ctx)
     tasks, tasks_ok = list_tasks(ctx)
     candidates = [oops_cpu] if oops_cpu is not None else list(range(len(cpus) or 1))
