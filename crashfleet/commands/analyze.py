@@ -103,8 +103,11 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
             index_bytes = _sidecar_index(args.dump, app)
         return _run(args, src, index_bytes, app)
     except AnalyzerError as exc:
+        from crashfleet.cli import EX_TEMPFAIL
+        from foundation.errors import is_retryable
+
         print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
-        return 1
+        return EX_TEMPFAIL if is_retryable(exc) else 1
     finally:
         close = getattr(src, "close", None)
         if close is not None:
