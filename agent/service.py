@@ -26,6 +26,7 @@ from agent.facts import DumpFacts, FactsReader
 from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.metrics import AgentMetrics
+from agent.retention import select_for_removal
 from agent.upload import RateLimiter, Uploader
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
@@ -268,6 +269,8 @@ class Agent:
             os.close(fd)
 
     def _ship_fd(self, row: DumpRow, fd: int) -> None:
+        """Ship one dump: upload it (with a flattened dump's index), then its log, then journal
+        the announcement (``publish`` sends it)."""
         from agent.upload import hash_fd
 
         t0 = time.monotonic()
@@ -277,46 +280,63 @@ class Agent:
         if sha is None:
             sha = hash_fd(fd, row.size)
             self.journal.set_hash(row.id, sha, self.cfg.dumps_prefix + sha)
-        t_hashed = time.monotonic()
         base = self.cfg.dumps_prefix + sha
-        meta = {"sha256": sha, "host": self.identity.hostname,
-                "machine-id": self.identity.machine_id, "format": facts.format}
-        key: str | None = None
-        index_key: str | None = None
+        key = index_key = None
         if not log_only:
-            # A flattened dump's offset index is built from the bytes as they stream past.
-            builder = _StreamIndex() if facts.format == "flattened" else None
-            result = self.uploader.upload(
-                fd, row.size, base, sha, meta, upload_id=row.upload_id,
-                done_parts=row.parts, part_size=row.part_size,
-                on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
-                on_part=lambda p: self.journal.add_part(row.id, p),
-                on_data=builder.feed if builder else lambda b: None,
-            )
-            key = base
-            if builder is not None:
-                index_key = base + INDEX_SUFFIX
-                if not result.already_stored or self.store.head(index_key) is None:
-                    if result.already_stored:  # stored before, its index was not
-                        with LocalFileSource(row.path) as src:
-                            index = builder.scan(src)
-                    else:
-                        index = builder.finish()
-                    if index is None:
-                        # The dump ships all the same: the analyzer reports what is wrong.
-                        log.warning("dump.index_failed", error=str(builder.error))
-                        index_key = None
-                    else:
-                        self.store.put(index_key, index, {"sha256": sha})
-            log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
-                     reused_parts=result.reused_parts, already_stored=result.already_stored,
-                     seconds=round(time.monotonic() - t_hashed, 3),
-                     header_and_hash_seconds=round(t_hashed - t0, 3))
+            key, index_key = self._upload_dump(row, fd, base, sha, facts, t0)
         dmesg = self._dmesg_bytes(row, facts)
         dmesg_key = None
         if dmesg is not None:
             dmesg_key = base + ".dmesg"
             self.store.put(dmesg_key, dmesg, {"sha256": sha})
+        self._announce(row, sha, facts, key, dmesg_key, index_key)
+
+    def _upload_dump(self, row: DumpRow, fd: int, base: str, sha: str, facts: DumpFacts,
+                     t0: float) -> tuple[str, str | None]:
+        """Upload the dump to ``base`` (resuming a journaled upload) and, for a flattened
+        dump, its offset index: (dump key, index key or None)."""
+        t_hashed = time.monotonic()
+        meta = {"sha256": sha, "host": self.identity.hostname,
+                "machine-id": self.identity.machine_id, "format": facts.format}
+        # A flattened dump's offset index is built from the bytes as they stream past.
+        builder = _StreamIndex() if facts.format == "flattened" else None
+        result = self.uploader.upload(
+            fd, row.size, base, sha, meta, upload_id=row.upload_id,
+            done_parts=row.parts, part_size=row.part_size,
+            on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
+            on_part=lambda p: self.journal.add_part(row.id, p),
+            on_data=builder.feed if builder else lambda b: None,
+        )
+        index_key = None
+        if builder is not None:
+            index_key = self._ship_index(row, base, sha, builder, result.already_stored)
+        log.info("dump.uploaded", key=base, sent_bytes=result.sent_bytes,
+                 reused_parts=result.reused_parts, already_stored=result.already_stored,
+                 seconds=round(time.monotonic() - t_hashed, 3),
+                 header_and_hash_seconds=round(t_hashed - t0, 3))
+        return base, index_key
+
+    def _ship_index(self, row: DumpRow, base: str, sha: str, builder: _StreamIndex,
+                    already_stored: bool) -> str | None:
+        """Store a flattened dump's index beside it; its key, or None when the index could not
+        be built (the dump ships all the same: the analyzer reports what is wrong)."""
+        index_key = base + INDEX_SUFFIX
+        if already_stored and self.store.head(index_key) is not None:
+            return index_key
+        if already_stored:  # stored before, its index was not
+            with LocalFileSource(row.path) as src:
+                index = builder.scan(src)
+        else:
+            index = builder.finish()
+        if index is None:
+            log.warning("dump.index_failed", error=str(builder.error))
+            return None
+        self.store.put(index_key, index, {"sha256": sha})
+        return index_key
+
+    def _announce(self, row: DumpRow, sha: str, facts: DumpFacts, key: str | None,
+                  dmesg_key: str | None, index_key: str | None) -> None:
+        """Journal the crash-reported event of a shipped dump (sent by ``publish``)."""
         identity = self.identity
         if row.host:  # a spool's per-host directory stands for another machine
             machine_id = hashlib.sha256(row.host.encode()).hexdigest()[:32]
@@ -397,19 +417,9 @@ class Agent:
         if self.cfg.retention == "keep":
             return
         shipped = [r for r in self.journal.by_state("announced") if not r.removed]
-        shipped.sort(key=lambda r: r.mtime_ns, reverse=True)  # newest written first
-        doomed: list[DumpRow] = []
-        if self.cfg.retention == "delete":
-            doomed = shipped
-        else:
-            total = 0
-            for i, r in enumerate(shipped):
-                total += r.size
-                over_count = self.cfg.retention_keep_newest and i >= self.cfg.retention_keep_newest
-                over_bytes = self.cfg.retention_max_bytes and total > self.cfg.retention_max_bytes
-                if over_count or over_bytes:
-                    doomed.append(r)
-        for r in doomed:
+        for r in select_for_removal(shipped, self.cfg.retention,
+                                    keep_newest=self.cfg.retention_keep_newest,
+                                    max_bytes=self.cfg.retention_max_bytes):
             self._remove(r)
 
     def _remove(self, row: DumpRow) -> None:
