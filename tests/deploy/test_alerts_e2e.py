@@ -49,7 +49,7 @@ class _Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with outer.lock:
                     outer.alerts.extend(json.loads(body).get("alerts", []))
@@ -116,7 +116,8 @@ def test_module_unload_and_taint_alerts_reach_the_webhook(tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHFLEET_")}
     env["CRASHFLEET_STORE_URL"] = f"sqlite:///{data / 'crashfleet.sqlite'}"
     procs = [
-        _start(["bash", str(REPO / "scripts" / "alertmanager.sh"), f"--config.file={tmp_path / 'am.yml'}",
+        _start(["bash", str(REPO / "scripts" / "alertmanager.sh"),
+                f"--config.file={tmp_path / 'am.yml'}",
                 f"--storage.path={tmp_path / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
                 "--cluster.listen-address="], tmp_path / "alertmanager.log"),
