@@ -8,12 +8,22 @@ module — the kernel jumped into module text that no longer exists. The memory-
 
 from __future__ import annotations
 
-from signature import Finding, Frame, Signature, SignatureInput, normalize_function
+from dataclasses import dataclass
+
+from signature import (
+    Finding,
+    Frame,
+    Signature,
+    SignatureInput,
+    compute_signature,
+    normalize_function,
+)
+from signature.explain import Explanation, explain
 from signature.titles import Title, TitleInput, compute_title
 from vmcore.report import Report
 
-__all__ = ["MODULES_END", "MODULES_VADDR", "corruption", "log_findings", "memory_findings",
-           "report_title", "signature_input", "title_input"]
+__all__ = ["MODULES_END", "MODULES_VADDR", "Signed", "corruption", "log_findings",
+           "memory_findings", "report_title", "sign_report", "signature_input", "title_input"]
 
 # x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): 1520 MiB from
 # 0xffffffffa0000000; with KASLR, modules load from 0xffffffffc0000000 upwards.
@@ -122,8 +132,24 @@ def title_input(report: Report, inputs: SignatureInput, sig: Signature) -> Title
 def report_title(report: Report, inputs: SignatureInput | None = None,
                  sig: Signature | None = None) -> Title:
     """The title of a report (its signature is computed when not given)."""
-    from signature import compute_signature
-
     inputs = inputs or signature_input(report)
     sig = sig or compute_signature(inputs)
     return compute_title(title_input(report, inputs, sig))
+
+
+@dataclass(frozen=True)
+class Signed:
+    """Everything the signature step makes of one report."""
+
+    inputs: SignatureInput
+    signature: Signature
+    title: Title
+    explanation: Explanation
+
+
+def sign_report(report: Report) -> Signed:
+    """The signature, title and explanation of a report."""
+    inputs = signature_input(report)
+    sig = compute_signature(inputs)
+    title = report_title(report, inputs, sig)
+    return Signed(inputs, sig, title, explain(inputs, sig, title))

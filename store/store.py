@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
+from signature.titles import Title
 from store.schema import clusters, crashes, failures, signatures, taint_sets
 
 __all__ = ["ClusterRow", "CrashRecord", "CrashRow", "CrashStore", "RecordOutcome", "StoreStats"]
@@ -39,6 +40,8 @@ class CrashRecord:
     signature: Signature
     findings: tuple[dict[str, Any], ...]
     partial: bool
+    title: Title | None = None
+    explanation: dict[str, Any] | None = None  # how the signature was made (JSON-ready)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class ClusterRow:
     kernels: tuple[str, ...]
     first_seen: datetime
     last_seen: datetime
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class CrashRow:
     signature: str
     dump_key: str | None
     report_key: str | None
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,13 +164,17 @@ class CrashStore:
             if existing is not None:
                 cluster_id = existing
             else:
-                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames).where(
+                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames,
+                                              clusters.c.alt_titles).where(
                     clusters.c.panic_class == sig.panic_class,
                     clusters.c.taint == sig.taint,
                     clusters.c.findings == json.dumps(list(sig.findings)),
                 )).all()
-                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames))) for r in rows]
-                joined = choose_cluster(sig, cands)
+                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames)),
+                                          tuple(json.loads(r.alt_titles or "[]")))
+                         for r in rows]
+                alts = rec.title.alternatives if rec.title is not None else ()
+                joined = choose_cluster(sig, cands, alts)
                 cluster_id = joined or sig.id
                 new_cluster = joined is None
                 if new_cluster:
@@ -174,6 +183,8 @@ class CrashStore:
                         taint=sig.taint, findings=json.dumps(list(sig.findings)),
                         frames=json.dumps(list(sig.frames)), first_seen=seen_at,
                         last_seen=seen_at, count=0,
+                        title=rec.title.text if rec.title is not None else None,
+                        alt_titles=json.dumps(list(alts)),
                     ).on_conflict_do_nothing())
                 conn.execute(self._insert(signatures).values(
                     id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
@@ -189,6 +200,9 @@ class CrashStore:
                 report_key=rec.report_key, signature_id=sig.id, cluster_id=cluster_id,
                 panic_class=sig.panic_class, taint=sig.taint,
                 findings=json.dumps(list(rec.findings)), partial=rec.partial,
+                title=rec.title.text if rec.title is not None else None,
+                explanation=json.dumps(rec.explanation) if rec.explanation is not None
+                else None,
             ).on_conflict_do_nothing().returning(crashes.c.event_id)).first() is not None
             if not inserted:
                 # Another analyzer stored this event concurrently: undo our side rows.
@@ -248,7 +262,7 @@ class CrashStore:
                     count=r["count"], hosts=hosts,
                     kernels=tuple(sorted(k or "?" for k in kernels)),
                     first_seen=_utc(r["first_seen"]) or r["first_seen"],
-                    last_seen=_utc(r["last_seen"]) or r["last_seen"],
+                    last_seen=_utc(r["last_seen"]) or r["last_seen"], title=r["title"],
                 ))
         return out
 
@@ -263,7 +277,15 @@ class CrashStore:
         return [CrashRow(event_id=r.event_id, host=r.host, kernel_release=r.kernel_release,
                          crash_time=_utc(r.crash_time),
                          analyzed_at=_utc(r.analyzed_at) or r.analyzed_at, signature=r.text,
-                         dump_key=r.dump_key, report_key=r.report_key) for r in rows]
+                         dump_key=r.dump_key, report_key=r.report_key, title=r.title)
+                for r in rows]
+
+    def explanation(self, event_id: str) -> dict[str, Any] | None:
+        """How the signature and title of one stored crash were made (None: not stored)."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(crashes.c.explanation).where(
+                crashes.c.event_id == event_id)).scalar_one_or_none()
+        return json.loads(raw) if raw else None
 
     def stats(self, top_clusters: int = 10) -> StoreStats:
         """Counts for the metrics collector; the top clusters by count, the rest as other."""
