@@ -83,7 +83,7 @@ def explain(inp: SignatureInput, sig: Signature, title: Title) -> Explanation:
     seen: set[str] = set()
     for d in decisions:
         for s in d.normalizations:
-            if s not in seen and d.verdict != "past budget":
+            if d.verdict not in ("past budget", "unreliable"):
                 seen.add(s)
         if d.text.startswith("??") and d.verdict in ("kept", "prefix"):
             seen.add("a bare address became ??")

@@ -157,26 +157,12 @@ class CrashStore:
                     crashes.c.event_id == rec.event_id)).scalar_one()
                 return RecordOutcome(False, cid, False, False, False, ())
 
-            existing = conn.execute(sa.select(signatures.c.cluster_id).where(
-                signatures.c.id == sig.id)).scalar_one_or_none()
-            new_signature = existing is None
-            new_cluster = False
-            if existing is not None:
-                cluster_id = existing
-            else:
-                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames,
-                                              clusters.c.alt_titles).where(
-                    clusters.c.panic_class == sig.panic_class,
-                    clusters.c.taint == sig.taint,
-                    clusters.c.findings == json.dumps(list(sig.findings)),
-                )).all()
-                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames)),
-                                          tuple(json.loads(r.alt_titles or "[]")))
-                         for r in rows]
-                alts = rec.title.alternatives if rec.title is not None else ()
-                joined = choose_cluster(sig, cands, alts)
-                cluster_id = joined or sig.id
-                new_cluster = joined is None
+            alts = rec.title.alternatives if rec.title is not None else ()
+            found, how = self._choose(conn, sig, alts)
+            new_signature = how != "signature"
+            new_cluster = how == "new"
+            cluster_id = found or sig.id
+            if new_signature:
                 if new_cluster:
                     conn.execute(self._insert(clusters).values(
                         id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
@@ -226,6 +212,30 @@ class CrashStore:
             new_letters = tuple(sorted(set(sig.taint) - seen_letters))
         return RecordOutcome(True, cluster_id, new_signature, new_cluster, new_set,
                              new_letters)
+
+    def _choose(self, conn: sa.Connection, sig: Signature, titles: tuple[str, ...]
+                ) -> tuple[str | None, str]:
+        existing = conn.execute(sa.select(signatures.c.cluster_id).where(
+            signatures.c.id == sig.id)).scalar_one_or_none()
+        if existing is not None:
+            return existing, "signature"
+        rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames,
+                                      clusters.c.alt_titles).where(
+            clusters.c.panic_class == sig.panic_class,
+            clusters.c.taint == sig.taint,
+            clusters.c.findings == json.dumps(list(sig.findings)),
+        )).all()
+        cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames)),
+                                  tuple(json.loads(r.alt_titles or "[]"))) for r in rows]
+        joined = choose_cluster(sig, cands, titles)
+        return joined, "joined" if joined is not None else "new"
+
+    def cluster_for(self, sig: Signature, titles: tuple[str, ...] = ()) -> tuple[str | None, str]:
+        """Where a crash with ``sig`` and alternative ``titles`` would be filed, read-only:
+        ``(cluster id, "signature")`` for a known signature, ``(id, "joined")`` for a new one
+        that joins a cluster, ``(None, "new")`` for a new cluster."""
+        with self.engine.connect() as conn:
+            return self._choose(conn, sig, titles)
 
     def record_failure(self, event_id: str, error: str, attempts: int, *,
                        dead_lettered: bool) -> None:
