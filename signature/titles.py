@@ -8,7 +8,8 @@ signature keeps that is not a generic helper of the prefix list (the caller of `
 ``refcount_warn_saturate`` is what identifies the bug), with its module in brackets.
 
 Alternative titles drop what differs between kernel builds of the same bug (the file:line of a
-BUG or WARNING, the module bracket) and serve clustering as an extra join rule.
+BUG or WARNING) and serve clustering as an extra join rule: the same kind of crash in the same
+function is one bug, whatever path called it (syzbot files bugs by title).
 
 Pure: no I/O beyond reading the packaged data file once.
 """
@@ -147,8 +148,7 @@ def compute_title(inp: TitleInput) -> Title:
     uses_func = "{func}" in kind.template
     alternatives: tuple[str, ...] = ()
     if kind.kind != "corrupted" and (func is not None or not uses_func):
-        # What differs between builds of one bug: an in-tree file:line moves, a driver is
-        # built in on one kernel and a module on another.
-        bare = dict(values, location=None, func=_MODULE.sub("", func) if func else None)
-        alternatives = (_render(kind.template, bare),)
+        # What differs between builds of one bug: an in-tree file:line moves. The module
+        # stays: static functions of different drivers share names (probe, init_one).
+        alternatives = (_render(kind.template, dict(values, location=None)),)
     return Title(text, kind.kind, kind.line, fact, func if uses_func else None, alternatives)
