@@ -52,6 +52,44 @@ def _oops(head: str, rip: str, trace: str, panic: str = "Fatal exception",
     return ("\n".join(lines) + "\n").encode()
 
 
+# hung_task_panic=1 on 6.1: the blocked task's trace, then khungtaskd's panic.
+HUNG_TASK_61 = b"""\
+INFO: task insmod:93 blocked for more than 120 seconds.
+      Tainted: G           OE      6.1.0-56-cloud-amd64 #1 Debian 6.1.192-2
+"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.
+task:insmod          state:D stack:0     pid:93    ppid:1      flags:0x00004000
+Call Trace:
+ <TASK>
+ __schedule+0x34d/0x9e0
+ schedule+0x5a/0xd0
+ schedule_preempt_disabled+0x11/0x20
+ __mutex_lock.constprop.0+0x3a0/0x6c0
+ ring_wait_lock+0x1d/0x40 [vendor_x]
+ do_one_initcall+0x59/0x220
+ do_init_module+0x4a/0x1f0
+ __do_sys_finit_module+0xac/0x120
+ do_syscall_64+0x58/0xc0
+ entry_SYSCALL_64_after_hwframe+0x64/0xce
+RIP: 0033:0x47fbe9
+RSP: 002b:00007fff5d080388 EFLAGS: 00000246 ORIG_RAX: 0000000000000139
+ </TASK>
+Kernel panic - not syncing: hung_task: blocked tasks
+CPU: 0 PID: 30 Comm: khungtaskd Tainted: G           OE      6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2
+Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x44/0x5c
+ panic+0x118/0x2f4
+ watchdog.cold+0x118/0x118
+ ? hungtask_pm_notify+0x50/0x50
+ kthread+0xda/0x100
+ ? kthread_complete_and_exit+0x20/0x20
+ ret_from_fork+0x22/0x30
+ </TASK>
+Kernel Offset: 0x25c00000 from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)
+---[ end Kernel panic - not syncing: hung_task: blocked tasks ]---
+"""
+
 PF = "#PF: supervisor {} in kernel mode\n#PF: error_code(0x0002) - not-present page\nOops: 0002 [#1] PREEMPT SMP NOPTI"
 
 CASES: list[tuple[str, bytes, str, str]] = [
@@ -109,14 +147,7 @@ CASES: list[tuple[str, bytes, str, str]] = [
         "spin_rcu+0x9/0x20 [vendor_spin]", " kthread+0xda/0x100",
         panic="RCU Stall"),
      "INFO: rcu detected stall in spin_rcu [vendor_spin]", "spin_rcu"),
-    ("hung_task", (
-        "INFO: task insmod:93 blocked for more than 120 seconds.\n"
-        "      Tainted: G           OE      6.1.0-56-cloud-amd64 #1 Debian 6.1.192-2\n"
-        "task:insmod          state:D stack:0     pid:93    ppid:1      flags:0x00004000\n"
-        "Call Trace:\n <TASK>\n __schedule+0x34d/0x9e0\n schedule+0x5a/0xd0\n"
-        " schedule_preempt_disabled+0x11/0x20\n __mutex_lock.constprop.0+0x3a0/0x6c0\n"
-        " ring_wait_lock+0x1d/0x40 [vendor_x]\n" + TAIL_INIT + "\n"
-        "Kernel panic - not syncing: hung_task: blocked tasks\n").encode(),
+    ("hung_task", HUNG_TASK_61,
      "INFO: task hung in ring_wait_lock [vendor_x]", "ring_wait_lock"),
     ("divide_error", _oops(
         "divide error: 0000 [#1] PREEMPT SMP NOPTI",
