@@ -310,3 +310,42 @@ def test_same_bug_same_title_on_every_kernel() -> None:
         by_cluster.setdefault(m["cluster"], set()).add(t.text)
     assert all(len(titles) == 1 for titles in by_cluster.values()), by_cluster
     assert len({next(iter(t)) for t in by_cluster.values()}) == len(by_cluster)
+
+
+CONSOLES = DUMPS.parent / "consoles"
+# scenario -> (kind, title): the function is the one the printed RIP (or, for a refcount
+# underflow whose put was a tail call, the first caller in the trace) names.
+CONSOLE_TITLES = {
+    "div": ("divide_error", "divide error in div_ratio [vendor_div]"),
+    "hung": ("hung_task", "INFO: task hung in hung_wait_config [vendor_hung]"),
+    "list": ("list_corruption", "BUG: corrupted list in list_complete_req [vendor_list]"),
+    "refcount": ("refcount", "refcount bug in ref_init [vendor_refcount]"),
+    "atomic": ("scheduling_while_atomic",
+               "BUG: scheduling while atomic in atomic_reset_hw [vendor_atomic]"),
+    "timer": ("null_pointer_dereference",
+              "BUG: kernel NULL pointer dereference in timer_poll_fire [vendor_timer]"),
+    "oom": ("out_of_memory",
+            "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled"),
+}
+
+
+def test_console_logs_are_the_recorded_ones() -> None:
+    import hashlib
+
+    sums = dict(reversed(ln.split()) for ln in (CONSOLES / "SHA256SUMS").read_text().splitlines())
+    logs = sorted(p.name for p in CONSOLES.glob("*.log"))
+    assert logs == sorted(sums)
+    for name in logs:
+        assert hashlib.sha256((CONSOLES / name).read_bytes()).hexdigest() == sums[name], name
+
+
+@pytest.mark.parametrize("log", sorted(CONSOLES.glob("*.log")), ids=lambda p: p.stem)
+def test_real_console_logs_of_more_kinds(log: Path) -> None:
+    scenario = log.stem.split("-", 1)[1]
+    t = report_title(analyze_log(log.read_bytes(), source=log.name).report)
+    assert (t.kind, t.text) == CONSOLE_TITLES[scenario]
+
+
+def test_no_crash_in_the_log_is_said_so() -> None:
+    t = report_title(analyze_log(b"Linux version 6.1.0 (x) #1\nplain line\n", source="x").report)
+    assert (t.kind, t.text) == ("no_crash", "no crash in the kernel log")
