@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from signature import normalize_function
-from signature.inputs import report_title
+from signature.inputs import report_title, sign_report
 from signature.titles import (
     KINDS_FILE,
     MAX_TITLE,
@@ -21,7 +21,7 @@ from signature.titles import (
     load_kinds,
     title_function,
 )
-from vmcore.analyze import analyze_log
+from vmcore.analyze import analyze, analyze_log
 
 DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "dumps"
 
@@ -349,3 +349,25 @@ def test_real_console_logs_of_more_kinds(log: Path) -> None:
 def test_no_crash_in_the_log_is_said_so() -> None:
     t = report_title(analyze_log(b"Linux version 6.1.0 (x) #1\nplain line\n", source="x").report)
     assert (t.kind, t.text) == ("no_crash", "no crash in the kernel log")
+
+
+def _real_cases() -> list[object]:
+    from ..vmcore.conftest import real_cases
+
+    return list(real_cases())
+
+
+@pytest.mark.parametrize("case", _real_cases(), ids=lambda c: getattr(c, "name", str(c)))
+def test_memory_based_title_equals_the_log_based_one(case: object) -> None:
+    """With the kernel's symbols the frames come from the memory unwind; the title (and so
+    the cluster's) must not move: the real dumps, through the deep tests' symbol packs."""
+    from vmcore.source import LocalFileSource
+
+    from ..vmcore.test_deep_real import _report
+
+    mem = _report(case)  # type: ignore[arg-type]
+    with LocalFileSource(case.dump) as src:  # type: ignore[attr-defined]
+        log_only = analyze(src).report
+    signed = sign_report(mem)
+    assert signed.explanation.source == "memory"
+    assert signed.title.text == report_title(log_only).text
