@@ -371,3 +371,17 @@ def test_memory_based_title_equals_the_log_based_one(case: object) -> None:
     signed = sign_report(mem)
     assert signed.explanation.source == "memory"
     assert signed.title.text == report_title(log_only).text
+
+
+@pytest.mark.parametrize("keep", [1, 3, 5])
+def test_a_real_log_cut_inside_its_oops_is_a_corrupted_report(keep: int) -> None:
+    """The 6.1 NULL dereference's own log, cut ``keep`` lines after its headline (before the
+    RIP and the trace): the title says the report is corrupted instead of guessing."""
+    text = (DUMPS / "6.1-null-1--kdump-tools" / "dmesg.txt").read_text()
+    lines = text.splitlines()
+    head = next(i for i, ln in enumerate(lines) if "BUG: kernel NULL pointer" in ln)
+    cut = "\n".join(lines[: head + keep]) + "\n"
+    t = report_title(analyze_log(cut.encode(), source="cut").report)
+    assert t.kind == "corrupted"
+    assert t.text == ("corrupted report (BUG: kernel NULL pointer dereference, address: "
+                      "0000000000000000)")
