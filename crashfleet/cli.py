@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": (_C + "agent", "watch crash directories; ship finished dumps to S3 and announce them"),
     "analyze": (_C + "analyze", "decode a dump: kernel log, oops, task, taint, modules"),
     "symbols": (_C + "symbols", "fetch, import, inspect and look up kernel debug symbol packs"),
+    "signature": (_C + "signature", "a crash's title, signature and cluster, and why"),
     "analyzer": (_C + "pipeline:register_analyzer",
                  "analyze crash-reported events from Kafka (one consumer-group worker)"),
     "clusters": (_C + "pipeline:register_clusters", "list crash clusters from the store"),

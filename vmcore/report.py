@@ -269,7 +269,8 @@ class Report:
     """The whole analysis. ``partial`` is True when any part could not be decoded; ``notes``
     say which and why (never secrets: offsets and field names only). ``symbolized`` when the
     kernel's symbol pack was used: ``memory`` then holds what was read from memory and
-    ``findings`` what it shows (without a pack both stay empty and the report is log-based)."""
+    ``findings`` what it shows (without a pack both stay empty and the report is log-based).
+    ``title`` the crash's one-line title, set by the signature step (None before it)."""
 
     dump: DumpInfo
     kernel: KernelInfo
@@ -290,6 +291,7 @@ class Report:
     symbolized: bool = False
     memory: MemoryInfo | None = None
     findings: tuple[FindingInfo, ...] = ()
+    title: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The JSON-ready form (``klass`` fields are spelled ``class``)."""

@@ -164,12 +164,21 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
-    report = analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report
+    report = _titled(analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report)
     if args.json:
         print(report.to_json())
     else:
         sys.stdout.write(summary(report))
     return EXIT_PARTIAL if report.partial else 0
+
+
+def _titled(report: Report) -> Report:
+    """``report`` with its crash title (the signature step's, as the analyzer stores it)."""
+    import dataclasses
+
+    from signature.inputs import report_title
+
+    return dataclasses.replace(report, title=report_title(report).text)
 
 
 def _fmt_size(n: int) -> str:
@@ -180,101 +189,152 @@ def _fmt_size(n: int) -> str:
     return str(n)
 
 
-def summary(r: Report) -> str:
-    """The human-readable summary of a report."""
-    import time
+# A summary row: label, value, and lines printed indented below it (a call trace).
+_Row = tuple[str, str, list[str]]
 
-    rows: list[tuple[str, Any]] = []
+
+def _row(label: str, value: Any, below: list[str] | None = None) -> _Row:
+    return (label, str(value), below or [])
+
+
+def _dump_rows(r: Report) -> list[_Row]:
     d = r.dump
     extra = ", ".join(x for x in (
         f"header v{d.header_version}" if d.header_version else "",
         f"dump level {d.dump_level}" if d.dump_level is not None else "",
         "INCOMPLETE" if d.incomplete else "") if x)
-    rows.append(("dump", f"{d.source} ({d.format}, {d.compression}, {_fmt_size(d.size)}"
-                         f"{', ' + extra if extra else ''})"))
+    rows = [_row("dump", f"{d.source} ({d.format}, {d.compression}, {_fmt_size(d.size)}"
+                         f"{', ' + extra if extra else ''})")]
     k = r.kernel
-    rows.append(("kernel", " ".join(x for x in (k.release, k.version) if x) or "?"))
-    rows.append(("build-id", k.build_id or "?"))
+    rows.append(_row("kernel", " ".join(x for x in (k.release, k.version) if x) or "?"))
+    rows.append(_row("build-id", k.build_id or "?"))
     if r.crash_time:
-        rows.append(("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                 time.gmtime(r.crash_time))))
+        import time
+
+        rows.append(_row("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                     time.gmtime(r.crash_time))))
+    return rows
+
+
+def _crash_rows(r: Report) -> list[_Row]:
+    rows = []
     p = r.panic
+    if r.title is not None:
+        rows.append(_row("title", r.title))
     if p.line is not None:
-        rows.append(("panic", p.line))
-    rows.append(("class", p.klass + (f" ({', '.join(p.qualifiers)})" if p.qualifiers else "")))
+        rows.append(_row("panic", p.line))
+    rows.append(_row("class", p.klass + (f" ({', '.join(p.qualifiers)})" if p.qualifiers
+                                         else "")))
     if p.headline:
-        rows.append(("oops", p.headline))
+        rows.append(_row("oops", p.headline))
     if r.bug_location:
-        rows.append(("location", r.bug_location))
+        rows.append(_row("location", r.bug_location))
     if r.fault and r.fault.error_code is not None:
         f = r.fault
-        rows.append(("fault", f"{f.privilege} {f.access} in {f.mode} mode, error_code "
-                              f"{f.error_code:#06x} [{' '.join(f.error_flags) or '-'}]"
-                              f"{' - ' + f.reason if f.reason else ''}"))
+        rows.append(_row("fault", f"{f.privilege} {f.access} in {f.mode} mode, error_code "
+                                  f"{f.error_code:#06x} [{' '.join(f.error_flags) or '-'}]"
+                                  f"{' - ' + f.reason if f.reason else ''}"))
     if r.rip:
-        rows.append(("RIP", r.rip.text))
+        rows.append(_row("RIP", r.rip.text))
+    return rows
+
+
+def _task_rows(r: Report) -> list[_Row]:
+    rows = []
     t = r.task
     if t.comm is not None or t.pid is not None:
-        rows.append(("task", f"{t.comm} (pid {t.pid}) on CPU {t.cpu}"))
+        rows.append(_row("task", f"{t.comm} (pid {t.pid}) on CPU {t.cpu}"))
     if r.taint:
         meanings = "; ".join(f"{a}: {b}" for a, b in zip(r.taint.flags, r.taint.meanings,
                                                            strict=True))
-        rows.append(("taint", f"{r.taint.letters} ({meanings})" if meanings
-                     else "not tainted"))
+        rows.append(_row("taint", f"{r.taint.letters} ({meanings})" if meanings
+                         else "not tainted"))
     if r.modules:
         m = r.modules
-        rows.append(("modules", " ".join(n + (f"({m.taints[n]})" if n in m.taints else "")
-                                         for n in m.loaded) or "-"))
+        rows.append(_row("modules", " ".join(n + (f"({m.taints[n]})" if n in m.taints else "")
+                                             for n in m.loaded) or "-"))
         if m.last_unloaded:
-            rows.append(("last unloaded", m.last_unloaded + (
+            rows.append(_row("last unloaded", m.last_unloaded + (
                 f" ({m.last_unloaded_taints})" if m.last_unloaded_taints else "")))
-    if r.frames:
-        rows.append(("call trace", ""))
+    return rows
+
+
+def _trace_rows(r: Report) -> list[_Row]:
+    if not r.frames:
+        return []
+    below = []
+    for fr in r.frames:
+        mark = "  " if fr.reliable else "? "
+        name = fr.function or (f"{fr.address:#x}" if fr.address is not None else "?")
+        off = f"+{fr.offset:#x}/{fr.size:#x}" if fr.offset is not None else ""
+        mod = f" [{fr.module}]" if fr.module else ""
+        ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
+        below.append(f"  {mark}{name}{off}{mod}{ctx}")
+    return [_row("call trace", "", below)]
+
+
+def _memory_rows(r: Report) -> list[_Row]:
     mi = r.memory
-    if mi is not None:
-        rows.append(("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
-                                f"{mi.kaslr_offset:#x})"))
-        rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
-                                     + (f" at {mi.task_address:#x}" if mi.task_address else "")))
-        rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
-        rows.append(("modules (memory)", " ".join(
+    if mi is None:
+        return []
+    stack = []
+    for mf in mi.frames:
+        mark = "  " if mf.reliable else "? "
+        name = mf.function or f"{mf.address:#x}"
+        off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
+        mod = f" [{mf.module}]" if mf.module else ""
+        exc = "  [exception RIP]" if mf.exception else ""
+        ctx = f"  <{mf.context}>" if mf.context != "task" else ""
+        stack.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
+    rows = [
+        _row("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                        f"{mi.kaslr_offset:#x})"),
+        _row("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
+                             + (f" at {mi.task_address:#x}" if mi.task_address else "")),
+        _row("stack (memory)", "" if mi.unwind_complete else "(partial)", stack),
+        _row("modules (memory)", " ".join(
             f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
-            for m in mi.modules) or "-"))
-        if mi.last_unloaded:
-            rows.append(("last unloaded (memory)", mi.last_unloaded))
-    for fd in r.findings:
-        rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
-                                + (f" at {fd.address:#x}" if fd.address is not None else "")
-                                + (f" in {fd.thread}" if fd.thread else "")
-                                + "".join(f"; {e}" for e in fd.evidence)))
+            for m in mi.modules) or "-"),
+    ]
+    if mi.last_unloaded:
+        rows.append(_row("last unloaded (memory)", mi.last_unloaded))
+    return rows
+
+
+def _finding_rows(r: Report) -> list[_Row]:
+    return [_row("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                            + (f" at {fd.address:#x}" if fd.address is not None else "")
+                            + (f" in {fd.thread}" if fd.thread else "")
+                            + "".join(f"; {e}" for e in fd.evidence))
+            for fd in r.findings]
+
+
+def _footer_rows(r: Report) -> list[_Row]:
+    rows = []
     if len(r.oopses) > 1:
-        rows.append(("oopses", f"{len(r.oopses)} in the log (first is primary)"))
+        rows.append(_row("oopses", f"{len(r.oopses)} in the log (first is primary)"))
     if r.log is not None:
-        rows.append(("log", f"{r.log.records} records{' (partial)' if r.log.partial else ''}"))
+        rows.append(_row("log", f"{r.log.records} records"
+                                f"{' (partial)' if r.log.partial else ''}"))
     if r.dump.bytes_fetched is not None:
-        rows.append(("bytes fetched", f"{r.dump.bytes_fetched} of {r.dump.size} "
-                                      f"({100 * r.dump.bytes_fetched / max(1, r.dump.size):.2f}%)"))
-    width = max(len(a) for a, _ in rows) + 2
+        got, size = r.dump.bytes_fetched, r.dump.size
+        rows.append(_row("bytes fetched", f"{got} of {size} ({100 * got / max(1, size):.2f}%)"))
+    return rows
+
+
+# The summary's sections, in order.
+_SECTIONS = (_dump_rows, _crash_rows, _task_rows, _trace_rows, _memory_rows, _finding_rows,
+             _footer_rows)
+
+
+def summary(r: Report) -> str:
+    """The human-readable summary of a report."""
+    rows = [row for section in _SECTIONS for row in section(r)]
+    width = max(len(a) for a, _, _ in rows) + 2
     out = []
-    for a, b in rows:
-        out.append(f"{a + ':':<{width}}{b}".rstrip())
-        if a == "call trace":
-            for fr in r.frames:
-                mark = "  " if fr.reliable else "? "
-                name = fr.function or (f"{fr.address:#x}" if fr.address is not None else "?")
-                off = f"+{fr.offset:#x}/{fr.size:#x}" if fr.offset is not None else ""
-                mod = f" [{fr.module}]" if fr.module else ""
-                ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
-                out.append(f"  {mark}{name}{off}{mod}{ctx}")
-        if a == "stack (memory)" and r.memory is not None:
-            for mf in r.memory.frames:
-                mark = "  " if mf.reliable else "? "
-                name = mf.function or f"{mf.address:#x}"
-                off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
-                mod = f" [{mf.module}]" if mf.module else ""
-                exc = "  [exception RIP]" if mf.exception else ""
-                ctx = f"  <{mf.context}>" if mf.context != "task" else ""
-                out.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
+    for label, value, below in rows:
+        out.append(f"{label + ':':<{width}}{value}".rstrip())
+        out.extend(below)
     if r.notes:
         out.append("notes:")
         out.extend(f"  {n}" for n in r.notes)

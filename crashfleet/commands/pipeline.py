@@ -93,7 +93,8 @@ def _crashes(args: argparse.Namespace, app: App) -> int:
     if args.json:
         json.dump([{"event_id": r.event_id, "host": r.host, "kernel": r.kernel_release,
                     "crash_time": r.crash_time.isoformat() if r.crash_time else None,
-                    "analyzed_at": r.analyzed_at.isoformat(), "signature": r.signature,
+                    "analyzed_at": r.analyzed_at.isoformat(), "title": r.title,
+                    "signature": r.signature,
                     "dump_key": r.dump_key, "report_key": r.report_key} for r in rows],
                   sys.stdout, indent=2)
         sys.stdout.write("\n")

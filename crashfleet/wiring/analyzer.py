@@ -14,6 +14,7 @@ from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
+from foundation.text import term_safe
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
 from store import ClusterRow, CrashStore
@@ -79,7 +80,7 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
 
 
 def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
-    return [{"id": r.id, "signature": r.signature, "panic_class": r.panic_class,
+    return [{"id": r.id, "title": r.title, "signature": r.signature, "panic_class": r.panic_class,
              "taint": r.taint, "findings": list(r.findings), "count": r.count,
              "hosts": r.hosts, "kernels": list(r.kernels),
              "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()}
@@ -87,12 +88,14 @@ def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
 
 
 def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
-    """The cluster table as text: count, hosts, kernels, findings, signature."""
+    """The cluster table as text: count, hosts, kernels, title, findings, signature."""
     if not rows:
         return "no clusters yet\n"
-    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / FINDINGS / SIGNATURE"]
+    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / TITLE / FINDINGS / SIGNATURE"]
     for r in rows:
         lines.append(f"{r.id:16}  {r.count:5}  {r.hosts:5}  {', '.join(r.kernels)}")
+        if r.title:
+            lines.append(f"{'':30}{term_safe(r.title)}")
         if r.findings:
             lines.append(f"{'':30}findings: {', '.join(r.findings)}")
         sig = r.signature
