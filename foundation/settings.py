@@ -170,6 +170,11 @@ class AgentSettings:
     require_root_owner: bool = setting(
         True, "Refuse crash directories not owned by root (as apport does)."
     )
+    # Hostile hosts (issue 18): who must own dumps and every directory on the way to them.
+    dump_owner_uid: int = setting(
+        0, "With require_root_owner: the uid that must own the watched directories, the "
+        "directories below them and the dump files (0 = root).", minimum=0
+    )
     metrics_port: int = setting(0, "Port of the agent's /metrics endpoint; 0 for none.",
                                 minimum=0)
     metrics_textfile: str = setting(

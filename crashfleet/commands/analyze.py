@@ -12,6 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from foundation.text import term_safe
+
 if TYPE_CHECKING:
     from crashfleet.cli import App
     from vmcore.analyze import PackProvider
@@ -107,7 +109,7 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
             index_bytes = _sidecar_index(args.dump, app)
         return _run(args, src, index_bytes, app)
     except AnalyzerError as exc:
-        print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
+        print(f"crashfleet: error: {term_safe(f'{args.dump}: {exc}')}", file=sys.stderr)
         return 1
     finally:
         close = getattr(src, "close", None)
@@ -158,10 +160,15 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
         from vmcore.printk import format_dmesg
 
         _info, log = read_log(open_dump(src, index))
-        sys.stdout.buffer.write(format_dmesg(log.records))
+        dmesg = format_dmesg(log.records)
+        if sys.stdout.isatty():  # a terminal gets escapes; a pipe the exact bytes (as makedumpfile)
+            sys.stdout.write(term_safe(dmesg.decode("utf-8", "backslashreplace"),
+                                       keep_newlines=True))
+        else:
+            sys.stdout.buffer.write(dmesg)
         sys.stdout.flush()
         for note in log.notes:
-            print(f"crashfleet: warning: {note}", file=sys.stderr)
+            print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
@@ -169,7 +176,9 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
     if args.json:
         print(report.to_json())
     else:
-        sys.stdout.write(summary(report))
+        # Host text (kernel release, comm, symbols, the log's lines) is escaped here, at the
+        # output boundary: no control, bidi or stray character reaches the terminal.
+        sys.stdout.write(term_safe(summary(report), keep_newlines=True))
     return EXIT_PARTIAL if report.partial else 0
 
 

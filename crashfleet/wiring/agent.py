@@ -37,6 +37,7 @@ def agent_config(settings: Settings) -> AgentConfig:
         retry_max_s=a.retry_max_s, retention=a.retention,
         retention_keep_newest=a.retention_keep_newest,
         retention_max_bytes=a.retention_max_bytes, require_root_owner=a.require_root_owner,
+        owner_uid=a.dump_owner_uid if a.require_root_owner else None,
         topic=settings.kafka.topic_crash_reported, agent_version=__version__,
         metrics_textfile=a.metrics_textfile,
     )

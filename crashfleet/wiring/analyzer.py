@@ -14,6 +14,7 @@ from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
+from foundation.text import term_safe
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
 from store import ClusterRow, CrashStore
@@ -87,15 +88,18 @@ def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
 
 
 def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
-    """The cluster table as text: count, hosts, kernels, findings, signature."""
+    """The cluster table as text: count, hosts, kernels, findings, signature. Every field
+    from a host is escaped for the terminal (:func:`term_safe`: no control, bidi or newline
+    character acts, none fakes a row); ``--json`` has the exact values."""
     if not rows:
         return "no clusters yet\n"
     lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / FINDINGS / SIGNATURE"]
     for r in rows:
-        lines.append(f"{r.id:16}  {r.count:5}  {r.hosts:5}  {', '.join(r.kernels)}")
+        kernels = term_safe(", ".join(r.kernels))
+        lines.append(f"{term_safe(r.id):16}  {r.count:5}  {r.hosts:5}  {kernels}")
         if r.findings:
-            lines.append(f"{'':30}findings: {', '.join(r.findings)}")
-        sig = r.signature
+            lines.append(f"{'':30}findings: {term_safe(', '.join(r.findings))}")
+        sig = term_safe(r.signature)
         while sig:
             lines.append(f"{'':30}{sig[: width - 30]}")
             sig = sig[width - 30:]
