@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from prometheus_client import CollectorRegistry
 
@@ -26,9 +29,29 @@ def _junk(d: Path, n: int, name: str = "junk-{:05}.core") -> None:
         (d / name.format(i)).write_bytes(b"")
 
 
-def test_fifteen_thousand_junk_files_do_not_hide_a_dump(tmp_path: Path) -> None:
+class _DumpLast:
+    """``os.scandir`` with the directory order a filesystem may well have: the dump after
+    the junk (the order is the filesystem's; this makes the worst case certain)."""
+
+    def __init__(self, path: str):
+        with _real_scandir(path) as it:
+            self._entries = sorted(it, key=lambda e: e.name == "vmcore")
+
+    def __enter__(self) -> Iterator[os.DirEntry[str]]:
+        return iter(self._entries)
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+_real_scandir = os.scandir
+
+
+def test_fifteen_thousand_junk_files_do_not_hide_a_dump(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The defect: the listing was cut at 10,000 entries in directory order, so a dump met
     after 15,000 junk files stayed invisible for good, and nothing said so."""
+    monkeypatch.setattr(os, "scandir", _DumpLast)
     _junk(tmp_path, 15_000)
     (tmp_path / "vmcore").write_bytes(b"d")
     lister = Lister()
