@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from prometheus_client import CollectorRegistry
 
 from agent.discovery import scan, scan_spool
