@@ -177,6 +177,10 @@ class AgentSettings:
     )
     metrics_port: int = setting(0, "Port of the agent's /metrics endpoint; 0 for none.",
                                 minimum=0)
+    # Least privilege (issue 18): /metrics answers on loopback unless told otherwise.
+    metrics_addr: str = setting(
+        "127.0.0.1", "Address the agent's /metrics endpoint binds to (0.0.0.0: every interface)."
+    )
     metrics_textfile: str = setting(
         "", "node_exporter textfile to write metrics to (a *.prom path); empty for none."
     )
@@ -245,6 +249,11 @@ class AnalyzerSettings:
     )
     metrics_port: int = setting(9464, "Port of the analyzer's /metrics endpoint; 0 for none.",
                                 minimum=0)
+    # Least privilege (issue 18): /metrics answers on loopback unless told otherwise.
+    metrics_addr: str = setting(
+        "127.0.0.1", "Address the analyzer's /metrics endpoint binds to; a Prometheus on another "
+        "machine needs the address it scrapes (0.0.0.0: every interface)."
+    )
     top_clusters: int = setting(
         20, "Clusters exported by name in metrics; the rest are summed as 'other'.", minimum=1
     )

@@ -68,7 +68,8 @@ def build_agent(settings: Settings, *, store: ObjectStore | None = None,
 def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
     """Run until SIGTERM/SIGINT (or one pass with ``once``); returns the exit code."""
     if settings.agent.metrics_port:
-        start_http_server(settings.agent.metrics_port, registry=agent.metrics.registry)
+        start_http_server(settings.agent.metrics_port, addr=settings.agent.metrics_addr,
+                          registry=agent.metrics.registry)
     log.info("agent.start", watch=list(settings.agent.watch_dirs), once=once,
              content=settings.agent.content)
     if once:

@@ -57,7 +57,8 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     metrics = AnalyzerMetrics(registry)
     registry.register(StoreCollector(store, settings.analyzer.top_clusters))
     if settings.analyzer.metrics_port:
-        start_http_server(settings.analyzer.metrics_port, registry=registry)
+        start_http_server(settings.analyzer.metrics_port, addr=settings.analyzer.metrics_addr,
+                          registry=registry)
     consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
                              topics=[k.topic_crash_reported],
                              session_timeout_s=settings.analyzer.session_timeout_s)
