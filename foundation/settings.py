@@ -79,6 +79,15 @@ class KafkaSettings:
     sasl_mechanism: str = setting("", "SASL mechanism (PLAIN, SCRAM-SHA-512, …); empty for none.")
     sasl_username: str = setting("", "SASL user name.")
     sasl_password: str = setting("", "SASL password.", secret=True)
+    # Transport security (issue 18): TLS and SASL client settings; a password from a file.
+    ssl_cafile: str = setting("", "PEM file of CAs trusted for the brokers' certificates "
+                              "(SSL, SASL_SSL); empty: the system's.")
+    ssl_certfile: str = setting("", "Client certificate (PEM) for mutual TLS; empty for none.")
+    ssl_keyfile: str = setting("", "Client private key (PEM) for mutual TLS.")
+    ssl_check_hostname: bool = setting(True, "Check that a broker's certificate names it.")
+    sasl_password_file: str = setting(
+        "", "File holding the SASL password (mode 0600 or 0400, owned by this user or root); "
+        "instead of sasl_password.")
     topic_crash_reported: str = setting("crash-reported", "Topic of crash-reported events.")
     topic_crash_analyzed: str = setting("crash-analyzed", "Topic of crash-analyzed events.")
     topic_dead_letter: str = setting(
@@ -109,6 +118,10 @@ class S3Settings:
         "none", "Server-side encryption for objects written."
     )
     sse_kms_key_id: str = setting("", "KMS key id when sse is aws:kms.")
+    # Transport security (issue 18).
+    ca_bundle: str = setting(
+        "", "PEM file of CAs trusted for the S3 endpoint's TLS certificate (a private CA); "
+        "empty: the system's. Certificates are always verified.")
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,14 @@ class StoreSettings:
         "SQLAlchemy database URL: sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB.",
         secret=True,
     )
+    # Transport security (issue 18): PostgreSQL over TLS; the password from a file.
+    sslmode: Literal["", "disable", "prefer", "require", "verify-ca", "verify-full"] = setting(
+        "", "PostgreSQL sslmode (verify-full: TLS with the server's certificate and name "
+        "checked against sslrootcert); empty: the URL's own or libpq's default.")
+    sslrootcert: str = setting("", "PEM file of CAs trusted for the PostgreSQL server.")
+    password_file: str = setting(
+        "", "File holding the PostgreSQL password (mode 0600 or 0400, owned by this user or "
+        "root), so the URL carries none.")
 
 
 @dataclass(frozen=True)

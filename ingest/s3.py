@@ -55,6 +55,7 @@ class S3ObjectStore:
         max_attempts: int = 3,
         sse: str = "none",
         sse_kms_key_id: str = "",
+        ca_bundle: str = "",
         client: Any = None,
     ):
         if len(bucket) < 3:
@@ -73,6 +74,8 @@ class S3ObjectStore:
             "s3",
             endpoint_url=endpoint_url or None,
             region_name=region,
+            # TLS certificates are always verified: against a private CA when one is given.
+            verify=ca_bundle or None,
             config=Config(
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
@@ -94,7 +97,7 @@ class S3ObjectStore:
             s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
             addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
             read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts, sse=s3.sse,
-            sse_kms_key_id=s3.sse_kms_key_id,
+            sse_kms_key_id=s3.sse_kms_key_id, ca_bundle=getattr(s3, "ca_bundle", ""),
         )
 
     @property

@@ -51,7 +51,9 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     admin.ensure_topics({k.topic_crash_reported: 6, k.topic_crash_analyzed: 6,
                          k.topic_dead_letter: 1})
     admin.close()
-    store = CrashStore(settings.store.url)
+    from crashfleet.wiring.transport import store_url
+
+    store = CrashStore(store_url(settings.store))
     store.migrate()
     registry = CollectorRegistry()
     metrics = AnalyzerMetrics(registry)
