@@ -28,7 +28,7 @@ from agent.metrics import AgentMetrics
 from agent.retention import doomed
 from agent.safeopen import open_below, root_of
 from agent.streamindex import StreamIndex
-from agent.upload import RateLimiter, Uploader
+from agent.upload import RateLimiter, Uploader, head_or_none
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.text import name_text
@@ -301,7 +301,7 @@ class Agent:
             key = base
             if builder is not None:
                 index_key = base + ".flatindex"
-                if not result.already_stored or self.store.head(index_key) is None:
+                if not result.already_stored or head_or_none(self.store, index_key) is None:
                     if result.already_stored:  # stored before, its index was not
                         with LocalFileSource(by_fd) as src:
                             index = builder.scan(src)

@@ -18,6 +18,7 @@ import botocore.session
 from botocore.config import Config
 
 from ingest.errors import (
+    AccessDenied,
     EndpointUnreachable,
     InvalidRange,
     ObjectNotFound,
@@ -133,8 +134,11 @@ class S3ObjectStore:
         try:
             r = self._call("head_object", Key=key)
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
                 return None
+            if status == 403:
+                raise AccessDenied(key, endpoint=self.endpoint) from exc
             raise
         return ObjectInfo(key=key, size=int(r["ContentLength"]), etag=r["ETag"].strip('"'),
                           metadata=dict(r.get("Metadata", {})))
