@@ -8,10 +8,13 @@ with ``O_NOFOLLOW``, and every check is made with ``fstat`` on the descriptor th
 read (no time-of-check/time-of-use gap):
 
 - every directory on the way (the watched one included) is owned by the required owner and
-  not writable by group or others unless sticky (in a sticky directory only the owner of an
+  not writable by others unless sticky (in a sticky directory only the owner of an
   entry may rename or remove it);
 - the file is a regular file with exactly one link (a hard link shares the inode of a file
-  elsewhere), owned by the required owner and not writable by group or others.
+  elsewhere), owned by the required owner and not writable by others.
+
+The group is trusted (a user-private group makes 0664 files the norm under umask 002; a
+crash directory's group is chosen by its administrator).
 
 Refusal reasons name the rule that failed, never the file's contents.
 """
@@ -28,7 +31,7 @@ __all__ = ["open_below", "root_of"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_FOREIGN_WRITE = stat.S_IWGRP | stat.S_IWOTH
+_FOREIGN_WRITE = stat.S_IWOTH
 
 
 def _parts(root: str, path: str) -> list[str]:
@@ -65,7 +68,7 @@ def _check_file(st: os.stat_result, owner_uid: int | None, path: str) -> None:
     if owner_uid is not None and st.st_uid != owner_uid:
         raise DumpRefused(f"owned by uid {st.st_uid}, not {owner_uid}", path=path)
     if st.st_mode & _FOREIGN_WRITE:
-        raise DumpRefused("writable by group or others", path=path)
+        raise DumpRefused("writable by others", path=path)
 
 
 def open_below(root: str, path: str, *, owner_uid: int | None) -> int:

@@ -271,6 +271,8 @@ def test_json_outputs_are_valid_and_exact(run: Run) -> None:
     outputs = dict(_json_outputs(run))
     hosts = {c["host"] for k, v in outputs.items() if k.startswith("crashes") for c in v}
     assert 'h"\\\n}{x="y' in hosts and "host\u202eevil" in hosts  # exact, not escaped
+    for name, value in outputs.items():  # no NUL: PostgreSQL text could not store it
+        assert "\\u0000" not in json.dumps(value), name
     panics = [v["panic"] for k, v in outputs.items() if k.startswith("analyze")
               if isinstance(v, dict) and "panic" in v]
     assert panics == [] or any("<script>" in str(p) for p in panics)
