@@ -3,6 +3,7 @@ the cluster table."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,8 +103,20 @@ def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
         lines.append(f"{term_safe(r.id):16}  {r.count:5}  {r.hosts:5}  {kernels}")
         if r.findings:
             lines.append(f"{'':30}findings: {term_safe(', '.join(r.findings))}")
-        sig = term_safe(r.signature)
-        while sig:
-            lines.append(f"{'':30}{sig[: width - 30]}")
-            sig = sig[width - 30:]
+        lines += [f"{'':30}{chunk}" for chunk in _wrap(term_safe(r.signature), width - 30)]
     return "\n".join(lines) + "\n"
+
+
+# One character, or one escape term_safe wrote (never cut in two by the wrapping).
+_UNIT = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|\\)|.", re.DOTALL)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    out: list[str] = []
+    line = ""
+    for m in _UNIT.finditer(text):
+        if len(line) + len(m.group()) > width and line:
+            out.append(line)
+            line = ""
+        line += m.group()
+    return [*out, line] if line else out

@@ -71,3 +71,14 @@ def test_cluster_table_escapes_host_text() -> None:
     assert not RAW_CONTROL.search(table)
     assert len(table.splitlines()) == 4  # header, row, findings, one signature line
     assert "\\x1b]0;x\\x07" in table and "\\u202e" in table and "\\x0aFAKE ROW" in table
+
+
+def test_cluster_table_never_cuts_an_escape() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    sig = "x" * 69 + "\u202e" + "y" * 10 + "\\" + "z" * 60
+    row = ClusterRow(id="c1", signature=sig, panic_class="oops", taint="G", findings=(),
+                     count=1, hosts=1, kernels=("6.1",), first_seen=now, last_seen=now)
+    body = [ln.strip() for ln in cluster_table([row]).splitlines()[2:]]
+    assert "".join(body) == term_safe(sig)
+    assert body[1].startswith("\\u202e")
+    assert all(len(ln) <= 70 for ln in body)
