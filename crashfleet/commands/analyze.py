@@ -161,11 +161,13 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
 
         _info, log = read_log(open_dump(src, index))
         dmesg = format_dmesg(log.records)
-        if sys.stdout.isatty():  # a terminal gets escapes; a pipe the exact bytes (as makedumpfile)
-            sys.stdout.write(term_safe(dmesg.decode("utf-8", "backslashreplace"),
-                                       keep_newlines=True))
-        else:
-            sys.stdout.buffer.write(dmesg)
+        if sys.stdout.isatty():
+            # makedumpfile's format escapes every control byte but TAB, VT, FF and CR, and
+            # every byte >= 0x80 (so no bidi control); on a terminal CR, VT and FF are escaped
+            # too (a CR would let a line overwrite itself). A pipe gets makedumpfile's bytes.
+            dmesg = dmesg.replace(b"\r", b"\\x0d").replace(b"\x0b", b"\\x0b") \
+                .replace(b"\x0c", b"\\x0c")
+        sys.stdout.buffer.write(dmesg)
         sys.stdout.flush()
         for note in log.notes:
             print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
