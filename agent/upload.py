@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import DumpChanged
-from ingest.errors import UploadNotFound
-from ingest.objectstore import ObjectStore, PartInfo
+from ingest.errors import AccessDenied, UploadNotFound
+from ingest.objectstore import ObjectInfo, ObjectStore, PartInfo
 
-__all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "part_size_for"]
+__all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "head_or_none",
+           "part_size_for"]
 
 _READ_CHUNK = 1024 * 1024
 # The most a part body hands out per read (reads may be short): bounds what each upload
@@ -153,6 +154,15 @@ class _PartReader(io.RawIOBase):
         return got
 
 
+
+def head_or_none(store: ObjectStore, key: str) -> ObjectInfo | None:
+    """``store.head(key)``, None also when the credentials may not look (the agent's S3 policy
+    can be write-only: it then uploads again, the same bytes under the same key)."""
+    try:
+        return store.head(key)
+    except AccessDenied:
+        return None
+
 @dataclass(frozen=True)
 class UploadResult:
     """What an upload did: bytes sent now, parts reused from an earlier attempt."""
@@ -201,7 +211,7 @@ class Uploader:
         of the file once, in order (to build a flattened dump's index while streaming), as
         views of a reused buffer: each is valid only until ``on_data`` returns.
         """
-        existing = self.store.head(key)
+        existing = head_or_none(self.store, key)
         if existing is not None and existing.size == size:
             if hash_fd(fd, size) != sha256:
                 raise DumpChanged(f"file no longer has SHA-256 {sha256}")

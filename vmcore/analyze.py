@@ -228,7 +228,7 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
     if len(text) > MAX_LOG_TEXT:
         text = text[-MAX_LOG_TEXT:]  # the oops and panic are at the end
     lines = [_DMESG_PREFIX.sub("", ln) for ln in
-             text.decode("utf-8", errors="replace").splitlines()]
+             text.decode("utf-8", errors="replace").replace("\x00", "\ufffd").splitlines()]
     oa = parse_log("\n".join(lines))
     hdr = DumpHeader(format="log-only", compression="none", size=len(text), kernel_release=None,
                      kernel_version=None, machine=None, build_id=None, crash_time=None,

@@ -67,8 +67,12 @@ class PrintkLog(NamedTuple):
     notes: tuple[str, ...]
 
     def text(self) -> str:
-        """The message text, one line per record line (no prefixes), for the oops parser."""
-        return "\n".join(r.text.decode("utf-8", "replace") for r in self.records)
+        """The message text, one line per record line (no prefixes), for the oops parser.
+        Undecodable bytes and NUL become U+FFFD: the kernel's vsnprintf never writes a NUL
+        into a record, so one is crafted, and no text sink downstream (PostgreSQL text, C
+        strings) can hold it."""
+        return "\n".join(r.text.decode("utf-8", "replace") for r in self.records) \
+            .replace("\x00", "\ufffd")
 
 
 class _Window:

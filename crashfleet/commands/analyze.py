@@ -12,6 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from foundation.text import term_safe
+
 if TYPE_CHECKING:
     from crashfleet.cli import App
     from vmcore.analyze import PackProvider
@@ -106,7 +108,7 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
         from crashfleet.cli import EX_TEMPFAIL
         from foundation.errors import is_retryable
 
-        print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
+        print(f"crashfleet: error: {term_safe(f'{args.dump}: {exc}')}", file=sys.stderr)
         return EX_TEMPFAIL if is_retryable(exc) else 1
     finally:
         close = getattr(src, "close", None)
@@ -157,10 +159,17 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
         from vmcore.printk import format_dmesg
 
         _info, log = read_log(open_dump(src, index))
-        sys.stdout.buffer.write(format_dmesg(log.records))
+        dmesg = format_dmesg(log.records)
+        if sys.stdout.isatty():
+            # makedumpfile's format escapes every control byte but TAB, VT, FF and CR, and
+            # every byte >= 0x80 (so no bidi control); on a terminal CR, VT and FF are escaped
+            # too (a CR would let a line overwrite itself). A pipe gets makedumpfile's bytes.
+            dmesg = dmesg.replace(b"\r", b"\\x0d").replace(b"\x0b", b"\\x0b") \
+                .replace(b"\x0c", b"\\x0c")
+        sys.stdout.buffer.write(dmesg)
         sys.stdout.flush()
         for note in log.notes:
-            print(f"crashfleet: warning: {note}", file=sys.stderr)
+            print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
@@ -168,7 +177,9 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
     if args.json:
         print(report.to_json())
     else:
-        sys.stdout.write(summary(report))
+        # Host text (kernel release, comm, symbols, the log's lines) is escaped here, at the
+        # output boundary: no control, bidi or stray character reaches the terminal.
+        sys.stdout.write(term_safe(summary(report), keep_newlines=True))
     return EXIT_PARTIAL if report.partial else 0
 
 

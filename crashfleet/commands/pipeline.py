@@ -61,9 +61,10 @@ def register_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(app: App) -> CrashStore:
+    from crashfleet.wiring.transport import store_url
     from store import CrashStore
 
-    store = CrashStore(app.settings().store.url)
+    store = CrashStore(store_url(app.settings().store))
     store.migrate()
     return store
 
