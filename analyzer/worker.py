@@ -143,7 +143,6 @@ class EventProcessor:
         report_key = report_base + self.report_suffix
         body = report.to_dict()
         body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
-        body["findings"] = list(findings)
         body["event_id"] = event.event_id
         self.objects.put(report_key, json.dumps(body, indent=2).encode(),
                          {"event-id": event.event_id})

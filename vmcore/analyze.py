@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vmcore.errors import AnalyzerError
+from vmcore.findings import log_findings, merge_findings
 from vmcore.formats import Dump, detect, open_dump
 from vmcore.formats.diskdump import KdumpHeader, parse_header
 from vmcore.formats.elf import ElfVmcore
@@ -23,6 +24,7 @@ from vmcore.notes import parse_notes, parse_prstatus
 from vmcore.oops import LogAnalysis, Oops, parse_log
 from vmcore.printk import PrintkLog
 from vmcore.report import (
+    SYMBOLS_DUMP,
     CpuState,
     DumpInfo,
     FaultInfo,
@@ -180,9 +182,17 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
         incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
     )
     report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
+    report = dataclasses.replace(report, findings=log_findings(report))
     if symbols is not None and info is not None:
         report = _with_memory(report, dump, info, symbols, oa)
     return Analysis(report, log, oa)
+
+
+def symbols_label(pack: KernelSymbols) -> str:
+    """What ``Report.symbols`` says of ``pack``: ``pack <build-id>``, or the dump's own."""
+    if getattr(pack, "from_dump", False):
+        return SYMBOLS_DUMP
+    return f"pack {pack.build_id}"
 
 
 def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider,
@@ -212,8 +222,10 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
         return dataclasses.replace(report, partial=True, notes=(
             *report.notes, f"memory: {type(exc).__name__}: {exc}"))
     mi, findings = report_parts(ma)
-    return dataclasses.replace(report, symbolized=True, memory=mi, findings=findings,
-                               partial=report.partial or ma.partial)
+    return dataclasses.replace(report, symbolized=True, memory=mi,
+                               findings=merge_findings(findings, report.findings),
+                               partial=report.partial or ma.partial,
+                               symbols=symbols_label(pack))
 
 
 # "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and
@@ -236,6 +248,7 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
     dinfo = DumpInfo(format="log-only", compression="none", size=len(text), page_size=0,
                      source=source)
     report = _build_report(dinfo, hdr, None, None, oa, (), [], False)
+    report = dataclasses.replace(report, findings=log_findings(report))
     return Analysis(report, None, oa)
 
 

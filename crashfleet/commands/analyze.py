@@ -231,10 +231,11 @@ def summary(r: Report) -> str:
                 f" ({m.last_unloaded_taints})" if m.last_unloaded_taints else "")))
     if r.frames:
         rows.append(("call trace", ""))
+    rows.append(("symbols", r.symbols))
     mi = r.memory
     if mi is not None:
-        rows.append(("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
-                                f"{mi.kaslr_offset:#x})"))
+        rows.append(("memory", f"kernel {mi.build_id} (matched by {mi.matched_by}, KASLR "
+                               f"offset {mi.kaslr_offset:#x})"))
         rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
                                      + (f" at {mi.task_address:#x}" if mi.task_address else "")))
         rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
@@ -245,6 +246,7 @@ def summary(r: Report) -> str:
             rows.append(("last unloaded (memory)", mi.last_unloaded))
     for fd in r.findings:
         rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                                + (" (from the log)" if fd.source == "log" else "")
                                 + (f" at {fd.address:#x}" if fd.address is not None else "")
                                 + (f" in {fd.thread}" if fd.thread else "")
                                 + "".join(f"; {e}" for e in fd.evidence)))
