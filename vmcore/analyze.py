@@ -44,6 +44,7 @@ from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 
 if TYPE_CHECKING:
     from vmcore.symbols import KernelSymbols
+    from vmcore.x86_64 import KernelMemory
 
 __all__ = ["Analysis", "DumpHeader", "PackProvider", "analyze", "read_header", "read_log"]
 
@@ -142,10 +143,11 @@ class Analysis:
 
 
 def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
-            symbols: PackProvider | None = None) -> Analysis:
+            symbols: PackProvider | None = None, dump_symbols: bool = False) -> Analysis:
     """Open ``src``, read the kernel log, parse the oopses and build the report; with
     ``symbols`` (a pack provider) also read the crashed task, its stack, the modules and the
-    findings from memory (the report is then ``symbolized``)."""
+    findings from memory (the report is then ``symbolized``). With ``dump_symbols``, when no
+    pack matches, the same from the dump's own kallsyms, BTF and ORC (v6.0+ kernels)."""
     dump = open_dump(src, flat_index)
     notes: list[str] = []
     failed = False
@@ -183,8 +185,8 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
     )
     report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
     report = dataclasses.replace(report, findings=log_findings(report))
-    if symbols is not None and info is not None:
-        report = _with_memory(report, dump, info, symbols, oa)
+    if (symbols is not None or dump_symbols) and info is not None:
+        report = _with_memory(report, dump, info, symbols, oa, dump_symbols)
     return Analysis(report, log, oa)
 
 
@@ -195,23 +197,57 @@ def symbols_label(pack: KernelSymbols) -> str:
     return f"pack {pack.build_id}"
 
 
-def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider,
-                 oa: LogAnalysis | None) -> Report:
-    """``report`` with what memory says; any failure leaves it log-based with a note."""
-    from vmcore.deep import analyze_memory, report_parts
+def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider | None,
+                 oa: LogAnalysis | None, dump_symbols: bool) -> Report:
+    """``report`` with what memory says, read with the provider's pack, else (no pack, or
+    not the dump's kernel) with the dump's own symbols when ``dump_symbols``; any failure
+    leaves it log-based with a note."""
     from vmcore.x86_64 import KernelMemory
 
-    try:
-        pack = symbols(info)
-    except Exception as exc:  # a symbol source failing must not lose the log-based report
-        return dataclasses.replace(report, notes=(
-            *report.notes, f"symbols: no pack ({type(exc).__name__}: {exc})"))
-    if pack is None:
-        return dataclasses.replace(report, notes=(*report.notes, "symbols: no pack"))
-    primary = oa.primary if oa else None
+    notes: list[str] = []
+    pack: KernelSymbols | None = None
+    if symbols is not None:
+        try:
+            pack = symbols(info)
+        except Exception as exc:  # a symbol source failing must not lose the log-based report
+            notes.append(f"symbols: no pack ({type(exc).__name__}: {exc})")
+        else:
+            if pack is None:
+                notes.append("symbols: no pack")
     try:
         hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
         mem = KernelMemory(dump.read_phys, info, hdr_pb)
+    except AnalyzerError as exc:
+        return dataclasses.replace(report, partial=True, notes=(
+            *report.notes, *notes, f"memory: {type(exc).__name__}: {exc}"))
+    if pack is not None:
+        done = _deep(report, mem, dump, info, pack, oa, notes)
+        if done is not None:
+            return done
+    if dump_symbols:
+        from vmcore.dumpsyms import symbols_from_dump
+
+        try:
+            own = symbols_from_dump(mem.read, info)
+        except AnalyzerError as exc:
+            notes.append(f"symbols: none from the dump ({exc})")
+        else:
+            notes.extend(f"symbols: {n}" for n in own.notes)
+            done = _deep(report, mem, dump, info, own, oa, notes)
+            if done is not None:
+                return dataclasses.replace(done, partial=done.partial or bool(own.notes))
+    failed = any(n.startswith("memory:") for n in notes)
+    return dataclasses.replace(report, notes=(*report.notes, *notes),
+                               partial=report.partial or failed)
+
+
+def _deep(report: Report, mem: KernelMemory, dump: Dump, info: VmcoreInfo,
+          pack: KernelSymbols, oa: LogAnalysis | None, notes: list[str]) -> Report | None:
+    """``report`` with the memory analysis on ``pack``; None (and a note) when it failed."""
+    from vmcore.deep import analyze_memory, report_parts
+
+    primary = oa.primary if oa else None
+    try:
         ma = analyze_memory(
             mem, info, pack, parse_prstatus(dump.notes),
             oops_cpu=primary.cpu if primary else None,
@@ -219,13 +255,14 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
             fault_address=primary.fault_address if primary else None,
             bug_location=report.bug_location)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
-        return dataclasses.replace(report, partial=True, notes=(
-            *report.notes, f"memory: {type(exc).__name__}: {exc}"))
+        notes.append(f"memory: {type(exc).__name__}: {exc}")
+        return None
     mi, findings = report_parts(ma)
     return dataclasses.replace(report, symbolized=True, memory=mi,
                                findings=merge_findings(findings, report.findings),
                                partial=report.partial or ma.partial,
-                               symbols=symbols_label(pack))
+                               symbols=symbols_label(pack),
+                               notes=(*report.notes, *notes))
 
 
 # "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and
