@@ -27,7 +27,7 @@ _HDR = struct.Struct("<HBBIIIII")
 _TYPE = struct.Struct("<III")
 _MAX_TYPES = 2_000_000
 _MAX_DEPTH = 16
-MAX_MEMBER_VISITS = 1_000_000
+MAX_MEMBER_VISITS = 100_000  # the analysis structs need a few thousand
 
 (_INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _VOLATILE, _CONST, _RESTRICT,
  _FUNC, _FUNC_PROTO, _VAR, _DATASEC, _FLOAT, _DECL_TAG, _TYPE_TAG, _ENUM64) = range(1, 20)

@@ -119,12 +119,23 @@ def _read(read: Reader, addr: int, length: int, what: str) -> bytes:
     return data
 
 
+def _read_some(read: Reader, addr: int) -> bytes:
+    """The next chunk of ``kallsyms_names``: 64 KiB, or up to the page end when the chunk
+    runs into unreadable memory (the names may end just before it)."""
+    try:
+        return read(addr, _CHUNK)
+    except AnalyzerError:
+        return _read(read, addr, 4096 - (addr & 0xFFF), "kallsyms_names")
+
+
 def _tokens(read: Reader, table: int, index: int) -> list[str]:
     offs = array("H")
     offs.frombytes(_read(read, index, 512, "kallsyms_token_index"))
-    span = max(offs) + 256
-    if span > _TOKEN_TABLE_MAX:
+    if max(offs) >= _TOKEN_TABLE_MAX:
         raise BadKallsyms(f"kallsyms: token offset {max(offs)} beyond {_TOKEN_TABLE_MAX}")
+    # The index follows the table (scripts/kallsyms.c writes them in that order): read up
+    # to it, else a bounded guess past the last token's start.
+    span = index - table if table < index <= table + _TOKEN_TABLE_MAX else max(offs) + 256
     raw = _read(read, table, span, "kallsyms_token_table")
     out = []
     for o in offs:
@@ -135,28 +146,37 @@ def _tokens(read: Reader, table: int, index: int) -> list[str]:
     return out
 
 
+class _Names:
+    """``kallsyms_names`` read forward in chunks, only as far as the names go."""
+
+    def __init__(self, read: Reader, start: int):
+        self.read, self.start = read, start
+        self.buf, self.base, self.pos = b"", start, 0  # base: address of buf[0]
+
+    def take(self, n: int) -> bytes:
+        while len(self.buf) - self.pos < n:
+            got = self.base + len(self.buf) - self.start
+            if got >= MAX_NAMES_BYTES:
+                raise BadKallsyms(f"kallsyms: names longer than {MAX_NAMES_BYTES} bytes")
+            more = _read_some(self.read, self.base + len(self.buf))
+            self.buf, self.base = self.buf[self.pos:] + more, self.base + self.pos
+            self.pos = 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
 def _names(read: Reader, start: int, count: int, tokens: list[str]) -> list[str]:
+    src = _Names(read, start)
     out: list[str] = []
-    buf = b""
-    base = start  # address of buf[0]
-    pos = 0
     for _ in range(count):
-        if pos + 2 + 0x7FFF > len(buf) and base + len(buf) - start < MAX_NAMES_BYTES:
-            buf = buf[pos:] + _read(read, base + len(buf), _CHUNK, "kallsyms_names")
-            base += pos
-            pos = 0
-        if pos + 1 > len(buf):
-            raise BadKallsyms(f"kallsyms: names longer than {MAX_NAMES_BYTES} bytes")
-        n = buf[pos]
-        pos += 1
+        n = src.take(1)[0]
         if n & 0x80:  # v6.1 (commit 73bbb94466fd): a two-byte length for long names
-            n = (n & 0x7F) | (buf[pos] << 7)
-            pos += 1
-        if n == 0 or n > _NAME_MAX or pos + n > len(buf):
+            n = (n & 0x7F) | (src.take(1)[0] << 7)
+        if n == 0 or n > _NAME_MAX:
             raise BadKallsyms(f"kallsyms: name {len(out)} has impossible length {n}",
-                              offset=base + pos, space="virt")
-        out.append("".join([tokens[t] for t in buf[pos:pos + n]]))
-        pos += n
+                              offset=src.base + src.pos, space="virt")
+        out.append("".join([tokens[t] for t in src.take(n)]))
     return out
 
 
