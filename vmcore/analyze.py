@@ -289,14 +289,12 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
     return Analysis(report, None, oa)
 
 
-def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
-                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
-                  notes: list[str], failed: bool) -> Report:
-    primary: Oops | None = oa.primary if oa else None
+def _kernel_info(hdr: DumpHeader, info: VmcoreInfo | None, oa: LogAnalysis | None,
+                 primary: Oops | None) -> KernelInfo:
     phys_base = None
     if info is not None and "phys_base" in info.numbers:
         phys_base = info.numbers["phys_base"] & (2**64 - 1)
-    kernel = KernelInfo(
+    return KernelInfo(
         release=hdr.kernel_release or (primary.kernel_release if primary else None),
         version=hdr.kernel_version or (primary.kernel_version if primary else None),
         build_id=hdr.build_id,
@@ -305,7 +303,10 @@ def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
         if not (oa and oa.kernel_offset is not None) else oa.kernel_offset,
         phys_base=phys_base,
     )
-    panic = PanicInfo(
+
+
+def _panic_info(oa: LogAnalysis | None, primary: Oops | None) -> PanicInfo:
+    return PanicInfo(
         message=oa.panic_message if oa else None,
         klass=oa.klass if oa else "unknown",
         qualifiers=oa.qualifiers if oa else (),
@@ -314,56 +315,80 @@ def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
         if oa and oa.panic_message is not None
         else (primary.die_line or primary.headline) if primary else None,
     )
-    task = TaskInfo(primary.comm, primary.pid, primary.cpu, primary.uid) if primary \
-        else TaskInfo(None, None, None)
-    taint = modules = rip = fault = None
-    frames: tuple[FrameInfo, ...] = ()
-    bug_location = None
-    if primary is not None:
-        t = primary.taint
-        if t is not None:
-            taint = TaintInfo(
-                string=t.text, flags=tuple(f.letter for f in t.flags),
-                letters="" if t.mask == 0 and not t.unknown
-                else ("P" if t.mask & 1 else "G") + t.letters.replace("P", ""),
-                names=tuple(f.name for f in t.flags), meanings=tuple(f.meaning for f in t.flags),
-                mask=t.mask)
-        if primary.modules is not None or primary.last_unloaded is not None:
-            mods = primary.modules or ()
-            lu = primary.last_unloaded
-            modules = ModulesInfo(
-                loaded=tuple(m.name for m in mods),
-                taints={m.name: m.taints for m in mods if m.taints},
-                last_unloaded=lu.name if lu else None,
-                last_unloaded_taints=(lu.taints or None) if lu else None)
-        if primary.rip is not None:
-            r = primary.rip
-            rip = RipInfo(r.text, r.function, r.offset, r.size, r.module, r.address)
-        pf = primary.page_fault
-        if pf is not None or primary.fault_address is not None:
-            fault = FaultInfo(
-                address=primary.fault_address, error_code=pf.error_code if pf else None,
-                error_flags=pf.error_flags if pf else (), access=pf.access if pf else None,
-                privilege=pf.privilege if pf else None, mode=pf.mode if pf else None,
-                reason=pf.reason if pf else None)
-        frames = tuple(FrameInfo(f.location.function, f.location.offset, f.location.size,
-                                 f.location.module, f.location.address, f.reliable, f.context)
-                       for f in primary.frames)
-        if primary.bug_file:
-            bug_location = f"{primary.bug_file}:{primary.bug_line}"
-    oopses = tuple(
+
+
+def _taint_info(primary: Oops) -> TaintInfo | None:
+    t = primary.taint
+    if t is None:
+        return None
+    return TaintInfo(
+        string=t.text, flags=tuple(f.letter for f in t.flags),
+        letters="" if t.mask == 0 and not t.unknown
+        else ("P" if t.mask & 1 else "G") + t.letters.replace("P", ""),
+        names=tuple(f.name for f in t.flags), meanings=tuple(f.meaning for f in t.flags),
+        mask=t.mask)
+
+
+def _modules_info(primary: Oops) -> ModulesInfo | None:
+    if primary.modules is None and primary.last_unloaded is None:
+        return None
+    mods = primary.modules or ()
+    lu = primary.last_unloaded
+    return ModulesInfo(
+        loaded=tuple(m.name for m in mods),
+        taints={m.name: m.taints for m in mods if m.taints},
+        last_unloaded=lu.name if lu else None,
+        last_unloaded_taints=(lu.taints or None) if lu else None)
+
+
+def _fault_info(primary: Oops) -> FaultInfo | None:
+    pf = primary.page_fault
+    if pf is None and primary.fault_address is None:
+        return None
+    return FaultInfo(
+        address=primary.fault_address, error_code=pf.error_code if pf else None,
+        error_flags=pf.error_flags if pf else (), access=pf.access if pf else None,
+        privilege=pf.privilege if pf else None, mode=pf.mode if pf else None,
+        reason=pf.reason if pf else None)
+
+
+def _oops_summaries(oa: LogAnalysis | None) -> tuple[OopsSummary, ...]:
+    return tuple(
         OopsSummary(o.headline, o.klass, o.qualifiers, o.cpu, o.pid, o.comm,
                     o.rip.text if o.rip else None,
                     f"{o.die_reason}: {o.die_error_code:04x} [#{o.die_counter}]"
                     if o.die_reason is not None and o.die_error_code is not None else None,
                     f"{o.bug_file}:{o.bug_line}" if o.bug_file else None, len(o.frames))
         for o in (oa.oopses if oa else ()))
+
+
+def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
+                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
+                  notes: list[str], failed: bool) -> Report:
+    primary: Oops | None = oa.primary if oa else None
+    task = TaskInfo(primary.comm, primary.pid, primary.cpu, primary.uid) if primary \
+        else TaskInfo(None, None, None)
+    taint = modules = rip = fault = None
+    frames: tuple[FrameInfo, ...] = ()
+    bug_location = None
+    if primary is not None:
+        taint, modules, fault = _taint_info(primary), _modules_info(primary), \
+            _fault_info(primary)
+        if primary.rip is not None:
+            r = primary.rip
+            rip = RipInfo(r.text, r.function, r.offset, r.size, r.module, r.address)
+        frames = tuple(FrameInfo(f.location.function, f.location.offset, f.location.size,
+                                 f.location.module, f.location.address, f.reliable, f.context)
+                       for f in primary.frames)
+        if primary.bug_file:
+            bug_location = f"{primary.bug_file}:{primary.bug_line}"
     if oa is not None and not oa.oopses and oa.panic_message is None:
         notes.append("oops: no oops or panic message in the kernel log")
     return Report(
-        dump=dinfo, kernel=kernel, crash_time=hdr.crash_time, panic=panic, task=task,
+        dump=dinfo, kernel=_kernel_info(hdr, info, oa, primary), crash_time=hdr.crash_time,
+        panic=_panic_info(oa, primary), task=task,
         taint=taint, modules=modules, rip=rip, fault=fault, bug_location=bug_location,
-        frames=frames, oopses=oopses, cpus=cpus,
+        frames=frames, oopses=_oops_summaries(oa), cpus=cpus,
         log=LogInfo(len(log.records), log.partial) if log else None,
         partial=failed,
         notes=tuple(notes),

@@ -305,18 +305,7 @@ def summary(r: Report) -> str:
     if r.frames:
         rows.append(("call trace", ""))
     rows.append(("symbols", r.symbols))
-    mi = r.memory
-    if mi is not None:
-        rows.append(("memory", f"kernel {mi.build_id} (matched by {mi.matched_by}, KASLR "
-                               f"offset {mi.kaslr_offset:#x})"))
-        rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
-                                     + (f" at {mi.task_address:#x}" if mi.task_address else "")))
-        rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
-        rows.append(("modules (memory)", " ".join(
-            f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
-            for m in mi.modules) or "-"))
-        if mi.last_unloaded:
-            rows.append(("last unloaded (memory)", mi.last_unloaded))
+    rows.extend(_memory_rows(r))
     for fd in r.findings:
         rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
                                 + (" (from the log)" if fd.source == "log" else "")
@@ -330,6 +319,29 @@ def summary(r: Report) -> str:
     if r.dump.bytes_fetched is not None:
         rows.append(("bytes fetched", f"{r.dump.bytes_fetched} of {r.dump.size} "
                                       f"({100 * r.dump.bytes_fetched / max(1, r.dump.size):.2f}%)"))
+    return _render(r, rows)
+
+
+def _memory_rows(r: Report) -> list[tuple[str, Any]]:
+    mi = r.memory
+    if mi is None:
+        return []
+    rows: list[tuple[str, Any]] = [
+        ("memory", f"kernel {mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                   f"{mi.kaslr_offset:#x})"),
+        ("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
+                         + (f" at {mi.task_address:#x}" if mi.task_address else "")),
+        ("stack (memory)", "" if mi.unwind_complete else "(partial)"),
+        ("modules (memory)", " ".join(
+            f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
+            for m in mi.modules) or "-")]
+    if mi.last_unloaded:
+        rows.append(("last unloaded (memory)", mi.last_unloaded))
+    return rows
+
+
+def _render(r: Report, rows: list[tuple[str, Any]]) -> str:
+    """The rows as aligned ``name: value`` lines, with the frames under their rows."""
     width = max(len(a) for a, _ in rows) + 2
     out = []
     for a, b in rows:
