@@ -133,7 +133,9 @@ class EventProcessor:
             src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
                                     block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
+            # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
+            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols,
+                               dump_symbols=True)
             report_base = event.dump.key
         report = analysis.report
         inputs = signature_input(report)
