@@ -36,6 +36,8 @@ MAX_MEMBER_VISITS = 100_000  # the analysis structs need a few thousand
 _FIXED = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
 _PER_ITEM = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12, _ENUM64: 12}
 _MODIFIERS = {_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG}
+# by kind: (fixed extra bytes, extra bytes per vlen item); (-1, 0) for an unknown kind
+_EXTRA = [(-1, 0)] + [(_FIXED.get(k, 0), _PER_ITEM.get(k, 0)) for k in range(1, _ENUM64 + 1)]
 
 
 @dataclass(frozen=True)
@@ -80,25 +82,24 @@ class _Btf:
         self.visits = 0
         self.strings = data[s0 : s0 + str_len]
         self.offsets = [0]  # type id -> byte offset of its btf_type (id 0 is void)
+        self.aggregates: list[int] = []  # ids of the named structs and unions
+        offsets, aggregates = self.offsets, self.aggregates
+        info_at = struct.Struct("<I").unpack_from
         pos, end = t0, t0 + type_len
         while pos < end:
-            if len(self.offsets) > _MAX_TYPES:
+            if len(offsets) > _MAX_TYPES:
                 raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
             if pos + _TYPE.size > end:
                 raise BadBtf("BTF type truncated", offset=pos)
-            _name, info, _size = _TYPE.unpack_from(data, pos)
-            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-            if kind in _FIXED:
-                extra = _FIXED[kind]
-            elif kind in _PER_ITEM:
-                extra = _PER_ITEM[kind] * vlen
-            elif 1 <= kind <= _ENUM64:
-                extra = 0
-            else:
-                raise BadBtf(f"BTF type {len(self.offsets)} has unknown kind {kind}",
-                                     offset=pos)
-            self.offsets.append(pos)
-            pos += _TYPE.size + extra
+            info = info_at(data, pos + 4)[0]
+            kind = (info >> 24) & 0x1F
+            fixed, per_item = _EXTRA[kind] if kind < len(_EXTRA) else (-1, 0)
+            if fixed < 0:
+                raise BadBtf(f"BTF type {len(offsets)} has unknown kind {kind}", offset=pos)
+            if per_item == 12 and kind in (_STRUCT, _UNION) and data[pos:pos + 4] != b"\0" * 4:
+                aggregates.append(len(offsets))
+            offsets.append(pos)
+            pos += _TYPE.size + fixed + per_item * (info & 0xFFFF)
         if pos != end:
             raise BadBtf("BTF type section overruns its length", offset=pos)
 
@@ -197,11 +198,9 @@ def parse_btf_structs(data: bytes, names: Iterable[str]) -> dict[str, StructLayo
     btf = _Btf(data)
     wanted = set(names)
     out: dict[str, StructLayout] = {}
-    for tid in range(1, len(btf.offsets)):
+    for tid in btf.aggregates:
         name_off, info, size = _TYPE.unpack_from(btf.data, btf.offsets[tid])
         kind = (info >> 24) & 0x1F
-        if kind not in (_STRUCT, _UNION) or not name_off:
-            continue
         name = btf.name(name_off)
         if name not in wanted or name in out:
             continue

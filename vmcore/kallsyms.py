@@ -22,14 +22,20 @@ unbounded work.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 
 from vmcore.errors import AnalyzerError, BadKallsyms
 
 __all__ = ["MAX_NAMES_BYTES", "MAX_SYMBOLS", "Kallsyms", "KallsymsHit", "read_kallsyms"]
 
+# the tables scripts/kallsyms.c writes; the first one after kallsyms_names bounds it
+_TABLES = ("kallsyms_num_syms", "kallsyms_markers", "kallsyms_seqs_of_names",
+           "kallsyms_token_table", "kallsyms_token_index", "kallsyms_offsets",
+           "kallsyms_relative_base", "kallsyms_addresses")
 MAX_SYMBOLS = 1_000_000  # Debian's 6.x kernels have ~150,000 (CONFIG_KALLSYMS_ALL)
 MAX_NAMES_BYTES = 32 << 20
 _CHUNK = 64 * 1024
@@ -61,7 +67,7 @@ class Kallsyms:
 
     def __init__(self, names: list[str], kinds: str, addrs: list[int], layout: str,
                  text_end: int | None = None):
-        order = sorted(range(len(addrs)), key=lambda i: (addrs[i], _alias_rank(kinds[i])))
+        order = _order(addrs, kinds)
         self.addrs = array("Q", (addrs[i] for i in order))
         self.names = [names[i] for i in order]
         self.kinds = "".join(kinds[i] for i in order)
@@ -102,10 +108,24 @@ class Kallsyms:
         return KallsymsHit(self.names[first], start, address - start, span, self.kinds[first])
 
 
-def _alias_rank(kind: str) -> int:
-    """Among symbols at one address, prefer global text, then local text, weak, the rest
-    (the pack's ELF order prefers sized global functions the same way)."""
-    return {"T": 0, "t": 1, "W": 2, "w": 3}.get(kind, 4)
+_ALIAS_RANK = {"T": 0, "t": 1, "W": 2, "w": 3}
+
+
+def _order(addrs: list[int], kinds: str) -> list[int]:
+    """Indices by address; among symbols at one address, global text first, then local
+    text, weak, the rest (the pack's ELF order prefers sized global functions the same
+    way). A stable sort by address (kallsyms is sorted already), then each run of aliases."""
+    order = sorted(range(len(addrs)), key=addrs.__getitem__)
+    i, n = 0, len(order)
+    while i < n:
+        j = i + 1
+        a = addrs[order[i]]
+        while j < n and addrs[order[j]] == a:
+            j += 1
+        if j - i > 1:
+            order[i:j] = sorted(order[i:j], key=lambda k: _ALIAS_RANK.get(kinds[k], 4))
+        i = j
+    return order
 
 
 def _read(read: Reader, addr: int, length: int, what: str) -> bytes:
@@ -166,17 +186,61 @@ class _Names:
         return out
 
 
-def _names(read: Reader, start: int, count: int, tokens: list[str]) -> list[str]:
-    src = _Names(read, start)
-    out: list[str] = []
-    for _ in range(count):
-        n = src.take(1)[0]
-        if n & 0x80:  # v6.1 (commit 73bbb94466fd): a two-byte length for long names
-            n = (n & 0x7F) | (src.take(1)[0] << 7)
-        if n == 0 or n > _NAME_MAX:
-            raise BadKallsyms(f"kallsyms: name {len(out)} has impossible length {n}",
-                              offset=src.base + src.pos, space="virt")
-        out.append("".join([tokens[t] for t in src.take(n)]))
+def _names(read: Reader, start: int, count: int, tokens: list[str],
+           end: int | None) -> list[str]:
+    """The ``count`` expanded names (type letter first). ``end``: where the next table
+    starts, when known: the names are then read in one piece."""
+    data = None
+    if end is not None and 0 < end - start <= MAX_NAMES_BYTES:
+        with contextlib.suppress(BadKallsyms):
+            data = _read(read, start, end - start, "kallsyms_names")
+    if data is None:
+        src = _Names(read, start)
+        spans = []
+        for _ in range(count):
+            n = src.take(1)[0]
+            if n & 0x80:  # v6.1 (commit 73bbb94466fd): a two-byte length for long names
+                n = (n & 0x7F) | (src.take(1)[0] << 7)
+            _check_len(n, len(spans), src.base + src.pos)
+            spans.append(src.take(n))
+        return _expand(spans, tokens)
+    spans, pos, size = [], 0, len(data)
+    for k in range(count):
+        if pos >= size:
+            raise BadKallsyms(f"kallsyms: names end after {k} of {count}")
+        n = data[pos]
+        pos += 1
+        if n & 0x80:
+            n = (n & 0x7F) | (data[pos] << 7) if pos < size else 0
+            pos += 1
+        _check_len(n, k, start + pos)
+        if pos + n > size:
+            raise BadKallsyms(f"kallsyms: names end inside name {k} of {count}")
+        spans.append(data[pos:pos + n])
+        pos += n
+    return _expand(spans, tokens)
+
+
+def _check_len(n: int, k: int, at: int) -> None:
+    if n == 0 or n > _NAME_MAX:
+        raise BadKallsyms(f"kallsyms: name {k} has impossible length {n}", offset=at,
+                          space="virt")
+
+
+def _expand(spans: list[bytes], tokens: list[str]) -> list[str]:
+    """Token indices to names, in one pass over all of them: the whole stream is expanded
+    at once and cut at the names' ends (prefix sums of the tokens' lengths)."""
+    lens = [len(t) for t in tokens]
+    if max(lens) > 255:  # not one byte each: expand name by name
+        return ["".join([tokens[t] for t in sp]) for sp in spans]
+    stream = b"".join(spans)
+    text = "".join(map(tokens.__getitem__, stream))
+    ends = list(accumulate(stream.translate(bytes(lens)), initial=0))
+    out, tok = [], 0
+    for sp in spans:
+        a = ends[tok]
+        tok += len(sp)
+        out.append(text[a:ends[tok]])
     return out
 
 
@@ -222,7 +286,9 @@ def read_kallsyms(read: Reader, syms: dict[str, int], slide: int) -> Kallsyms:
     if not 0 < count <= MAX_SYMBOLS:
         raise BadKallsyms(f"kallsyms: kallsyms_num_syms {count} outside 1..{MAX_SYMBOLS}")
     tokens = _tokens(read, syms["kallsyms_token_table"], syms["kallsyms_token_index"])
-    typed = _names(read, syms["kallsyms_names"], count, tokens)
+    start = syms["kallsyms_names"]
+    after = [syms[n] for n in _TABLES if n in syms and syms[n] > start]
+    typed = _names(read, start, count, tokens, min(after) if after else None)
     addrs, layout = _addresses(read, syms, count, typed, syms.get("_stext"))
     kinds = "".join(n[:1] for n in typed)
     names = [n[1:] for n in typed]

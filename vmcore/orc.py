@@ -79,15 +79,34 @@ def orc_lookup(base: int, ips: array, entries: bytes, address: int) -> OrcEntry 
 
 
 class MemoryOrc:
-    """An ORC table decoded from memory; ``header`` the ``.orc_header`` bytes (v6.5+) or
-    None. Implements ``vmcore.symbols.OrcLookup``."""
+    """An ORC table read from memory, looked up in place: the kernel's sorttable sorted the
+    ``orc_unwind_ip`` entries at build time, so a lookup is a binary search over the raw
+    section (nothing is decoded up front). A hostile unsorted table yields wrong but bounded
+    lookups, as in the kernel. ``header`` the ``.orc_header`` bytes (v6.5+) or None.
+    Implements ``vmcore.symbols.OrcLookup``."""
 
     def __init__(self, ip_section: bytes, ip_addr: int, unwind: bytes, header: bytes | None):
-        self.base, self.ips, self.entries = decode_orc_sections(ip_section, ip_addr, unwind)
+        if len(ip_section) % 4 or len(unwind) != (len(ip_section) // 4) * ENTRY.size:
+            raise BadOrc(f"ORC sections disagree: {len(ip_section)} ip bytes, "
+                         f"{len(unwind)} entry bytes")
+        if len(ip_section) // 4 > MAX_ORC_ENTRIES:
+            raise BadOrc(f"ORC table of {len(ip_section) // 4} entries is too large")
+        self._rel = array("i")
+        self._rel.frombytes(ip_section)
+        self._ip_addr = ip_addr
+        self.entries = unwind
         self.header = header
 
     def __len__(self) -> int:
-        return len(self.ips)
+        return len(self._rel)
+
+    def _ip(self, i: int) -> int:
+        return self._ip_addr + 4 * i + self._rel[i]
 
     def lookup(self, address: int) -> OrcEntry | None:
-        return orc_lookup(self.base, self.ips, self.entries, address)
+        i = bisect.bisect_right(range(len(self._rel)), address, key=self._ip) - 1
+        if i < 0:
+            return None
+        sp_off, bp_off, word = ENTRY.unpack_from(self.entries, i * ENTRY.size)
+        return OrcEntry(ip=self._ip(i), sp_offset=sp_off, bp_offset=bp_off,
+                        sp_reg=word & 0xF, bp_reg=(word >> 4) & 0xF, flags=word >> 8)
