@@ -196,7 +196,7 @@ def _names(read: Reader, start: int, count: int, tokens: list[str],
             data = _read(read, start, end - start, "kallsyms_names")
     if data is None:
         src = _Names(read, start)
-        spans = []
+        spans: list[bytes] = []
         for _ in range(count):
             n = src.take(1)[0]
             if n & 0x80:  # v6.1 (commit 73bbb94466fd): a two-byte length for long names
