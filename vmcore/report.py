@@ -252,7 +252,8 @@ class FindingInfo:
 @dataclass(frozen=True)
 class MemoryInfo:
     """What was read from memory with the kernel's symbol pack: ``build_id`` of the pack,
-    ``matched_by`` (``build-id``, ``release+banner``, ``dump`` for the dump's own symbols), ``kaslr_offset`` in bytes, crashing
+    ``matched_by`` (``build-id``, ``release+banner``, ``dump`` for the dump's own
+    symbols), ``kaslr_offset`` in bytes, crashing
     ``cpu``, its current task (``task_address``, ``comm``, ``pid``, ``state`` as crash's
     letters), the unwound ``frames``, ``modules`` in list order, ``last_unloaded`` module
     (``""`` none); ``partial`` when a walk was cut short, ``notes`` why; ``tasks`` the number
