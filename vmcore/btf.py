@@ -37,7 +37,8 @@ _FIXED = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
 _PER_ITEM = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12, _ENUM64: 12}
 _MODIFIERS = {_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG}
 # by kind: (fixed extra bytes, extra bytes per vlen item); (-1, 0) for an unknown kind
-_EXTRA = [(-1, 0)] + [(_FIXED.get(k, 0), _PER_ITEM.get(k, 0)) for k in range(1, _ENUM64 + 1)]
+_EXTRA = [(-1, 0)] + [(_FIXED.get(k, 0), _PER_ITEM.get(k, 0)) for k in range(1, _ENUM64 + 1)] \
+    + [(-1, 0)] * (32 - _ENUM64 - 1)
 
 
 @dataclass(frozen=True)
@@ -85,21 +86,22 @@ class _Btf:
         self.aggregates: list[int] = []  # ids of the named structs and unions
         offsets, aggregates = self.offsets, self.aggregates
         info_at = struct.Struct("<I").unpack_from
+        extra, append, zero = _EXTRA, offsets.append, b"\0" * 4
         pos, end = t0, t0 + type_len
         while pos < end:
-            if len(offsets) > _MAX_TYPES:
-                raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
             if pos + _TYPE.size > end:
                 raise BadBtf("BTF type truncated", offset=pos)
+            if len(offsets) > _MAX_TYPES:
+                raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
             info = info_at(data, pos + 4)[0]
             kind = (info >> 24) & 0x1F
-            fixed, per_item = _EXTRA[kind] if kind < len(_EXTRA) else (-1, 0)
+            fixed, per_item = extra[kind]
             if fixed < 0:
                 raise BadBtf(f"BTF type {len(offsets)} has unknown kind {kind}", offset=pos)
-            if per_item == 12 and kind in (_STRUCT, _UNION) and data[pos:pos + 4] != b"\0" * 4:
+            if kind in (_STRUCT, _UNION) and data[pos:pos + 4] != zero:
                 aggregates.append(len(offsets))
-            offsets.append(pos)
-            pos += _TYPE.size + fixed + per_item * (info & 0xFFFF)
+            append(pos)
+            pos += 12 + fixed + per_item * (info & 0xFFFF)
         if pos != end:
             raise BadBtf("BTF type section overruns its length", offset=pos)
 

@@ -205,19 +205,20 @@ def _names(read: Reader, start: int, count: int, tokens: list[str],
             spans.append(src.take(n))
         return _expand(spans, tokens)
     spans, pos, size = [], 0, len(data)
-    for k in range(count):
-        if pos >= size:
-            raise BadKallsyms(f"kallsyms: names end after {k} of {count}")
-        n = data[pos]
-        pos += 1
-        if n & 0x80:
-            n = (n & 0x7F) | (data[pos] << 7) if pos < size else 0
-            pos += 1
-        _check_len(n, k, start + pos)
-        if pos + n > size:
-            raise BadKallsyms(f"kallsyms: names end inside name {k} of {count}")
-        spans.append(data[pos:pos + n])
-        pos += n
+    append = spans.append
+    try:
+        for _ in range(count):
+            n = data[pos]
+            if n & 0x80:  # v6.1 (commit 73bbb94466fd): a two-byte length for long names
+                pos += 1
+                n = (n & 0x7F) | (data[pos] << 7)
+            if not 0 < n <= _NAME_MAX or pos + 1 + n > size:
+                raise IndexError
+            append(data[pos + 1:pos + 1 + n])
+            pos += n + 1
+    except IndexError:
+        raise BadKallsyms(f"kallsyms: name {len(spans)} of {count} has an impossible length "
+                          "or runs past the names", offset=start + pos, space="virt") from None
     return _expand(spans, tokens)
 
 
