@@ -103,3 +103,18 @@ def test_without_kallsyms_the_log_findings_remain(case: Case) -> None:
     want = {"uau": ["use-after-module-unload"], "null": ["null-pointer-dereference"]}
     assert kinds == want.get(case.manifest["scenario"], [])
     assert all(f.source == "log" for f in r.findings)
+
+
+@pytest.mark.parametrize("case", _kallsyms_cases())
+def test_symbolized_json_has_hex_addresses_only(case: Case) -> None:
+    import json
+
+    from .test_report_v2 import _ints
+
+    doc = json.loads(_own(case).to_json())
+    assert [(p, v) for p, v in _ints(doc) if abs(v) > 2**53] == []
+    mem = doc["memory"]
+    addrs = [mem["task_address"], mem["kaslr_offset"],
+             *(f["address"] for f in mem["frames"]), *(m["base"] for m in mem["modules"])]
+    assert all(isinstance(a, str) and re.fullmatch(r"0x[0-9a-f]+", a) for a in addrs)
+    assert doc["symbols"] == SYMBOLS_DUMP and mem["matched_by"] == "dump"
