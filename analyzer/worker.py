@@ -134,7 +134,9 @@ class EventProcessor:
             src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
                                     block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
+            # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
+            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols,
+                               dump_symbols=True)
             report_base = event.dump.key
         signed = sign_report(analysis.report)
         report = dataclasses.replace(analysis.report, title=signed.title.text)
@@ -144,7 +146,6 @@ class EventProcessor:
         report_key = report_base + self.report_suffix
         body = report.to_dict()
         body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
-        body["findings"] = list(findings)
         body["event_id"] = event.event_id
         self.objects.put(report_key, json.dumps(body, indent=2).encode(),
                          {"event-id": event.event_id})

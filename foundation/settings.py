@@ -247,6 +247,10 @@ class SymbolsSettings:
         300.0, "Seconds a build-id that no source has is remembered in the shared tier.",
         minimum=0.0,
     )
+    fetch_timeout_s: float = setting(
+        120.0, "Seconds 'crashfleet analyze' waits for a source to deliver a pack before it "
+        "analyzes with the dump's own symbols.", minimum=0.0,
+    )
 
 
 @dataclass(frozen=True)

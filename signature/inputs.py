@@ -1,9 +1,8 @@
 """From an analysis report to a signature's inputs, with the findings the log alone supports.
 
-The log-based ``use-after-module-unload`` finding: the faulting RIP is a bare address (no
-symbol, no module) inside the x86_64 module mapping area while the log names a last unloaded
-module — the kernel jumped into module text that no longer exists. The memory-based analysis
-(with symbols) confirms it against the module list; this one needs only the log.
+The log-based findings (use after module unload, NULL dereference) are computed by
+:func:`vmcore.findings.log_findings`, the function that puts them in the report too; the
+memory-based analysis (with symbols) confirms them against the module list.
 """
 
 from __future__ import annotations
@@ -20,30 +19,18 @@ from signature import (
 )
 from signature.explain import Explanation, explain
 from signature.titles import Title, TitleInput, compute_title
+from vmcore import findings as _findings
 from vmcore.report import Report
 
-__all__ = ["MODULES_END", "MODULES_VADDR", "Signed", "corruption", "log_findings",
-           "memory_findings", "report_title", "sign_report", "signature_input", "title_input"]
-
-# x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): 1520 MiB from
-# 0xffffffffa0000000; with KASLR, modules load from 0xffffffffc0000000 upwards.
-MODULES_VADDR = 0xFFFFFFFFA0000000
-MODULES_END = 0xFFFFFFFFFF000000
+__all__ = ["Signed", "corruption", "log_findings", "memory_findings", "report_title",
+           "sign_report", "signature_input", "title_input"]
 
 
 def log_findings(report: Report) -> tuple[Finding, ...]:
-    """Findings supported by the kernel log alone."""
-    out: list[Finding] = []
-    rip = report.rip
-    mods = report.modules
-    if (rip is not None and rip.function is None and rip.address is not None
-            and MODULES_VADDR <= rip.address < MODULES_END
-            and mods is not None and mods.last_unloaded):
-        out.append(Finding("use-after-module-unload", mods.last_unloaded))
-    if report.fault is not None and report.fault.address is not None \
-            and report.fault.address < 4096 and report.panic.klass == "page_fault":
-        out.append(Finding("null-pointer-dereference"))
-    return tuple(out)
+    """Findings supported by the kernel log alone (:func:`vmcore.findings.log_findings`, the
+    same function that fills the report's log findings)."""
+    return tuple(Finding(f.kind, f.module if f.kind == "use-after-module-unload" else None)
+                 for f in _findings.log_findings(report))
 
 
 def memory_findings(report: Report) -> tuple[Finding, ...]:
@@ -51,7 +38,8 @@ def memory_findings(report: Report) -> tuple[Finding, ...]:
     # Only a use after unload is keyed by its module, as the log-based finding is; the
     # module of a NULL dereference is already in the frames.
     return tuple(Finding(f.kind, f.module if f.kind == "use-after-module-unload" else None)
-                 for f in report.findings if f.kind in _SIGNATURE_KINDS)
+                 for f in report.findings
+                 if f.kind in _SIGNATURE_KINDS and f.source == "memory")
 
 
 # Finding kinds that name a bug (BUG/WARN locations are already in the panic class and frames).

@@ -1,5 +1,7 @@
-"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols]``: decode a dump;
-with the kernel's symbols also read the crashed task, its stack and the modules from memory.
+"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols | --no-symbols]``:
+decode a dump; with symbols (a pack, else the dump's own kallsyms/BTF/ORC) also read the
+crashed task, its stack and the modules from memory. The summary's ``symbols:`` line names
+the source used.
 
 ``DUMP`` is a path or an ``s3://bucket/key`` URI (the S3 adapter is imported only then, so a
 local analysis starts fast). Exit codes: 0 ok, 1 the dump cannot be decoded, 3 the report is
@@ -9,6 +11,7 @@ partial.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sym.add_argument("--symbols", action="store_true",
                      help="the same with the kernel's pack from the symbol cache in the "
                           "settings ([symbols])")
+    sym.add_argument("--no-symbols", action="store_true",
+                     help="the log only: no pack, no symbols from the dump (default: a pack "
+                          "already cached, else one fetched from the configured sources "
+                          "within symbols.fetch_timeout_s, else the dump's own kallsyms, BTF "
+                          "and ORC)")
     p.add_argument("--header", action="store_true",
                    help="print only what the header blocks say (reads a few KiB)")
     p.set_defaults(func=_analyze, no_logging_setup=True)
@@ -117,7 +125,11 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
 
 
 def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | None:
-    """How ``--vmlinux`` / ``--symbols`` get the kernel's symbol pack (None: neither)."""
+    """How the kernel's symbol pack is found: ``--vmlinux``, ``--symbols`` (the symbol
+    cache, fetching as long as it takes), else (no flag) :func:`_auto_provider`; None with
+    ``--no-symbols``."""
+    if getattr(args, "no_symbols", False):
+        return None
     if getattr(args, "vmlinux", None):
         from pathlib import Path
 
@@ -125,11 +137,71 @@ def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | 
 
         path = Path(args.vmlinux)
         return lambda _info: build_pack(path, source="file")
-    if getattr(args, "symbols", False) and app is not None:
+    if app is None:
+        return None
+    if getattr(args, "symbols", False):
         from crashfleet.wiring.symbols import open_cache, pack_provider
 
         return pack_provider(open_cache(app.settings()))
-    return None
+    return _auto_provider(app)
+
+
+def _auto_provider(app: App) -> PackProvider:
+    """A pack already in the local cache (opened with the pack reader alone), else, when a
+    source is configured, one fetched within ``symbols.fetch_timeout_s``; else None (the
+    analysis then reads the dump's own symbols)."""
+
+    def get(info: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        from symbol_cache.warm import cached_pack
+        from vmcore.symbols import is_plausible_build_id
+
+        sym = app.settings().symbols
+        bid = info.build_id if info.build_id and is_plausible_build_id(info.build_id) else None
+        pack = cached_pack(Path(sym.cache_dir) / "packs", bid, info.osrelease)
+        if pack is not None or not _sources_configured(sym, os.environ):
+            return pack
+        return _fetch(app, info, sym.fetch_timeout_s)
+
+    return get
+
+
+def _sources_configured(sym: Any, env: Any) -> bool:
+    for name in sym.sources:
+        if name == "debuginfod" and (sym.debuginfod_urls or env.get("DEBUGINFOD_URLS")):
+            return True
+        if name == "dir" and any(os.path.isdir(d) for d in sym.debug_dirs):
+            return True
+        if name == "deb" and sym.deb_dirs:
+            return True
+    return False
+
+
+def _fetch(app: App, info: Any, timeout_s: float) -> Any:
+    """The symbol cache's pack for ``info``, or TimeoutError after ``timeout_s`` (the fetch
+    goes on in a daemon thread that the process does not wait for)."""
+    import threading
+
+    from crashfleet.wiring.symbols import open_cache, pack_provider
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["pack"] = pack_provider(open_cache(app.settings()))(info)
+        except Exception as exc:  # reported to the caller below
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="symbols-fetch", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise TimeoutError(f"no pack within symbols.fetch_timeout_s ({timeout_s:g} s)")
+    if "error" in box:
+        raise box["error"]
+    return box["pack"]
 
 
 def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
@@ -173,7 +245,8 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
-    report = _titled(analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report)
+    report = _titled(analyze(src, flat_index=index, symbols=_pack_provider(args, app),
+                             dump_symbols=not getattr(args, "no_symbols", False)).report)
     if args.json:
         print(report.to_json())
     else:
@@ -284,6 +357,10 @@ def _trace_rows(r: Report) -> list[_Row]:
     return [_row("call trace", "", below)]
 
 
+def _symbols_rows(r: Report) -> list[_Row]:
+    return [_row("symbols", r.symbols)]
+
+
 def _memory_rows(r: Report) -> list[_Row]:
     mi = r.memory
     if mi is None:
@@ -298,8 +375,8 @@ def _memory_rows(r: Report) -> list[_Row]:
         ctx = f"  <{mf.context}>" if mf.context != "task" else ""
         stack.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
     rows = [
-        _row("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
-                        f"{mi.kaslr_offset:#x})"),
+        _row("memory", f"kernel {mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                       f"{mi.kaslr_offset:#x})"),
         _row("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
                              + (f" at {mi.task_address:#x}" if mi.task_address else "")),
         _row("stack (memory)", "" if mi.unwind_complete else "(partial)", stack),
@@ -314,6 +391,7 @@ def _memory_rows(r: Report) -> list[_Row]:
 
 def _finding_rows(r: Report) -> list[_Row]:
     return [_row("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                            + (" (from the log)" if fd.source == "log" else "")
                             + (f" at {fd.address:#x}" if fd.address is not None else "")
                             + (f" in {fd.thread}" if fd.thread else "")
                             + "".join(f"; {e}" for e in fd.evidence))
@@ -334,8 +412,8 @@ def _footer_rows(r: Report) -> list[_Row]:
 
 
 # The summary's sections, in order.
-_SECTIONS = (_dump_rows, _crash_rows, _task_rows, _trace_rows, _memory_rows, _finding_rows,
-             _footer_rows)
+_SECTIONS = (_dump_rows, _crash_rows, _task_rows, _trace_rows, _symbols_rows, _memory_rows,
+             _finding_rows, _footer_rows)
 
 
 def summary(r: Report) -> str:

@@ -278,9 +278,6 @@ def test_json_outputs_are_valid_and_exact(run: Run) -> None:
     assert panics == [] or any("<script>" in str(p) for p in panics)
 
 
-@pytest.mark.xfail(reason="report addresses are JSON integers until the no-symbols issue's "
-                   "schema v2 (another branch) makes them hex strings; remove this mark "
-                   "after that merge", strict=False)
 def test_json_outputs_hold_no_integer_above_2_53(run: Run) -> None:
     for name, value in _json_outputs(run):
         big = [i for i in _ints(value) if abs(i) > 2**53]

@@ -78,7 +78,8 @@ def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,
     """Analyze the dump's memory with ``pack``; ``cpus`` are the NT_PRSTATUS notes;
     ``oops_cpu`` the CPU the log's oops names (else the first CPU whose registers lie on its
     current task's stack). Raises :class:`~vmcore.deep.match.PackMismatch` only."""
-    matched_by = match_pack(info, pack, mem)
+    # the dump's own symbols (vmcore.dumpsyms) are the dump's kernel by construction
+    matched_by = "dump" if getattr(pack, "from_dump", False) else match_pack(info, pack, mem)
     ctx = Context(mem, pack, kaslr_offset(info))
     notes = ctx.notes
     mods, mods_ok = read_modules(ctx)  # Context reads return None, never raise
