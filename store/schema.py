@@ -23,6 +23,8 @@ clusters = sa.Table(
     sa.Column("first_seen", _TS, nullable=False),
     sa.Column("last_seen", _TS, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("title", sa.String(160)),  # first member's title (None: stored before titles)
+    sa.Column("alt_titles", sa.Text),  # JSON list: the titles a new crash may join it by
 )
 
 signatures = sa.Table(
@@ -52,6 +54,8 @@ crashes = sa.Table(
     sa.Column("taint", sa.String(32), nullable=False),
     sa.Column("findings", sa.Text, nullable=False),  # JSON list of {"kind", "module"}
     sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("title", sa.String(160)),
+    sa.Column("explanation", sa.Text),  # JSON: how the signature and title were made
     sa.Index("ix_crashes_cluster", "cluster_id"),
     sa.Index("ix_crashes_analyzed_at", "analyzed_at"),
 )

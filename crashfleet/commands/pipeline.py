@@ -61,9 +61,10 @@ def register_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(app: App) -> CrashStore:
+    from crashfleet.wiring.transport import store_url
     from store import CrashStore
 
-    store = CrashStore(app.settings().store.url)
+    store = CrashStore(store_url(app.settings().store))
     store.migrate()
     return store
 
@@ -93,7 +94,8 @@ def _crashes(args: argparse.Namespace, app: App) -> int:
     if args.json:
         json.dump([{"event_id": r.event_id, "host": r.host, "kernel": r.kernel_release,
                     "crash_time": r.crash_time.isoformat() if r.crash_time else None,
-                    "analyzed_at": r.analyzed_at.isoformat(), "signature": r.signature,
+                    "analyzed_at": r.analyzed_at.isoformat(), "title": r.title,
+                    "signature": r.signature,
                     "dump_key": r.dump_key, "report_key": r.report_key} for r in rows],
                   sys.stdout, indent=2)
         sys.stdout.write("\n")
