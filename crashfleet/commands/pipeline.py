@@ -57,6 +57,8 @@ def register_run(sub: argparse._SubParsersAction) -> None:
                    help="process everything present, print the cluster table and exit")
     p.add_argument("--metrics-port", type=int,
                    help="serve /metrics on this port (default: analyzer.metrics_port; 0: off)")
+    p.add_argument("--web-port", type=int, default=0,
+                   help="serve the web UI on this loopback port beside /metrics (0: off)")
     p.set_defaults(func=_run)
 
 
@@ -113,4 +115,4 @@ def _run(args: argparse.Namespace, app: App) -> int:
     settings = app.settings()
     port = settings.analyzer.metrics_port if args.metrics_port is None else args.metrics_port
     return run_embedded(settings, spool=args.spool, data=args.data, once=args.once,
-                        metrics_port=port)
+                        metrics_port=port, web_port=args.web_port)
