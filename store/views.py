@@ -249,6 +249,7 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
         cur, prev = int(r["cur"] or 0), int(r["prev"] or 0)
         first_seen = _utc(r["first_seen"])
         assert first_seen is not None
+        new = since is not None and first_seen.date() >= since  # first seen in the window
         out.append(ClusterSummary(
             id=cid, title=_title(r), signature=r["signature_text"],
             panic_class=r["panic_class"], taint=r["taint"],
@@ -260,8 +261,8 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             daily=tuple((spark_since + timedelta(days=i),
                          per_day.get(spark_since + timedelta(days=i), 0)) for i in range(days)),
             triage=states.get(cid) or TriageState(cid, "open", None, "", "", None),
-            new=since is not None and first_seen.date() >= since,
-            rising=since is not None and cur >= RISING_MIN
+            new=new,
+            rising=since is not None and not new and cur >= RISING_MIN
             and cur >= RISING_FACTOR * max(prev, 1),
         ))
     return out
