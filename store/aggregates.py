@@ -30,8 +30,8 @@ MAX_MODULES = 32  # module rows per crash: a frame list is short, findings are f
 
 def kernel_key(release: str) -> tuple[tuple[int, Any], ...]:
     """A sort key for kernel releases: ``5.10.0-32-cloud-amd64`` < ``6.1.0-56-cloud-amd64`` <
-    ``6.12.0-1``; numbers compare as numbers, other runs as text after them."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _NUM.findall(release))
+    ``6.12.0-1``; numbers compare as numbers, text runs before them (``-rc1`` < ``-1``)."""
+    return tuple((0, int(p)) if p.isdigit() else (-1, p) for p in _NUM.findall(release))
 
 
 def modules_of(frames: Iterable[str], findings: Iterable[dict[str, Any]]) -> list[str]:

@@ -128,8 +128,9 @@ class CrashStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (Alembic), creating it when empty."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration (Alembic), creating it when empty
+        (``revision``: an older one, for migration tests)."""
         from alembic import command
         from alembic.config import Config
 
@@ -141,7 +142,7 @@ class CrashStore:
                 # find the schema current.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
