@@ -248,7 +248,7 @@ class AnalyzerSettings:
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The triage web UI and JSON API (``crashfleet web``)."""
+    """The triage web UI and JSON API (`crashfleet web`)."""
 
     host: str = setting("127.0.0.1", "Address the web UI listens on (loopback by default).")
     port: int = setting(8080, "Port of the web UI.", minimum=1)

@@ -18,8 +18,9 @@ from agent.journal import Journal
 from agent.metrics import AgentMetrics
 from agent.service import Agent
 from analyzer.metrics import AnalyzerMetrics, StoreCollector
+from crashfleet.termviews import cluster_table
 from crashfleet.wiring.agent import agent_config
-from crashfleet.wiring.analyzer import build_loop, cluster_table
+from crashfleet.wiring.analyzer import build_loop
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
 from ingest.embedded_log import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer
