@@ -27,7 +27,8 @@ from store.schema import (
 from store.triage import TriageState, read_triage
 
 __all__ = ["SORTS", "WINDOWS", "ClusterDetail", "ClusterPage", "ClusterQuery", "ClusterSummary",
-           "CrashEntry", "cluster_detail", "crash_entry", "host_crashes", "list_clusters"]
+           "CrashEntry", "cluster_detail", "crash_entry", "host_crashes", "host_daily",
+           "list_clusters"]
 
 # Time windows of the cluster list, in days (None: all time).
 WINDOWS: dict[str, int | None] = {"1d": 1, "7d": 7, "30d": 30, "90d": 90, "365d": 365,
@@ -349,6 +350,23 @@ def crash_entry(engine: sa.Engine, event_id: str) -> CrashEntry | None:
         rows = conn.execute(_crash_select().where(crashes.c.event_id == event_id)).all()
     found = _crash_entries(rows)
     return found[0] if found else None
+
+
+def host_daily(engine: sa.Engine, host: str, days: int, now: datetime,
+               cap: int = 5000) -> tuple[tuple[date, int], ...]:
+    """One host's crashes per day over the last ``days`` days (from its newest ``cap``
+    crashes: the host index answers it without a scan)."""
+    since = now.date() - timedelta(days=days - 1)
+    counts: dict[date, int] = {}
+    with engine.connect() as conn:
+        for t, a in conn.execute(sa.select(crashes.c.crash_time, crashes.c.analyzed_at)
+                                 .where(crashes.c.host == host)
+                                 .order_by(crashes.c.analyzed_at.desc()).limit(cap)):
+            day = (_utc(t) or _utc(a) or now).date()
+            if day >= since:
+                counts[day] = counts.get(day, 0) + 1
+    return tuple((since + timedelta(days=i), counts.get(since + timedelta(days=i), 0))
+                 for i in range(days))
 
 
 def host_crashes(engine: sa.Engine, host: str, *, limit: int = 100,

@@ -15,6 +15,7 @@ from store.views import (
     cluster_detail,
     crash_entry,
     host_crashes,
+    host_daily,
     list_clusters,
 )
 from web.params import cluster_params
@@ -127,5 +128,6 @@ def host_page(request: Request, host: Annotated[str, Path(max_length=255)],
     total, rows = host_crashes(ctx.store.engine, host, limit=per, offset=(page - 1) * per)
     if total == 0:
         raise HTTPException(404, "no crashes from this host")
+    daily = host_daily(ctx.store.engine, host, 90, ctx.clock())
     return ctx.render(request, "host.html", host=host, total=total, crashes=rows, page=page,
-                      pages=max(1, -(-total // per)))
+                      pages=max(1, -(-total // per)), daily=daily)
