@@ -46,8 +46,14 @@ def full_page(driver, path: Path) -> None:  # type: ignore[no-untyped-def]
 
     WebDriverWait(driver, 30).until(
         lambda d: d.execute_script("return document.readyState") == "complete")
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(700, int(height) + 20), 2600))
+    height = driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight,"
+        " document.querySelector('footer').getBoundingClientRect().bottom + window.scrollY)")
+    # The window includes browser chrome the viewport does not: grow until the page fits.
+    for _ in range(3):
+        inner = driver.execute_script("return window.innerHeight")
+        outer = driver.get_window_size()["height"]
+        driver.set_window_size(1400, min(int(height) + 8 + outer - inner, 3000))
     driver.save_screenshot(str(path))
 
 
