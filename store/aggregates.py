@@ -18,6 +18,8 @@ from store.schema import (
     cluster_kernels,
     cluster_modules,
     cluster_taints,
+    clusters,
+    kernel_counts,
     triage,
 )
 
@@ -49,7 +51,8 @@ def modules_of(frames: Iterable[str], findings: Iterable[dict[str, Any]]) -> lis
 
 
 def _bump(conn: sa.Connection, insert: Callable[[sa.Table], Any], table: sa.Table,
-          key: dict[str, Any], seen_at: datetime | None) -> None:
+          key: dict[str, Any], seen_at: datetime | None) -> int:
+    """Count one crash in ``table``'s row ``key``; returns the row's new count."""
     values = dict(key, count=1)
     update: dict[str, Any] = {"count": table.c.count + 1}
     if seen_at is not None:
@@ -58,8 +61,8 @@ def _bump(conn: sa.Connection, insert: Callable[[sa.Table], Any], table: sa.Tabl
                                        else_=table.c.first_seen)
         update["last_seen"] = sa.case((table.c.last_seen < seen_at, seen_at),
                                       else_=table.c.last_seen)
-    conn.execute(insert(table).values(**values).on_conflict_do_update(
-        index_elements=list(key), set_=update))
+    return int(conn.execute(insert(table).values(**values).on_conflict_do_update(
+        index_elements=list(key), set_=update).returning(table.c.count)).scalar_one())
 
 
 def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
@@ -70,7 +73,11 @@ def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
     _bump(conn, insert, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()}, None)
     release = (kernel or "unknown")[:128]
     _bump(conn, insert, cluster_kernels, {"cluster_id": cluster_id, "kernel": release}, seen_at)
-    _bump(conn, insert, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]}, seen_at)
+    if _bump(conn, insert, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]},
+             seen_at) == 1:
+        conn.execute(sa.update(clusters).where(clusters.c.id == cluster_id)
+                     .values(hosts=clusters.c.hosts + 1))
+    _bump(conn, insert, kernel_counts, {"kernel": release}, None)
     _bump(conn, insert, cluster_taints, {"cluster_id": cluster_id, "taint": taint[:32]}, seen_at)
     for mod in modules_of(frames, findings):
         _bump(conn, insert, cluster_modules, {"cluster_id": cluster_id, "module": mod}, seen_at)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = ["cluster_days", "cluster_hosts", "cluster_kernels", "cluster_modules", "cluster_taints",
-           "clusters", "crashes", "failures", "metadata", "signatures", "taint_sets", "triage"]
+           "clusters", "crashes", "failures", "kernel_counts", "metadata", "signatures",
+           "taint_sets", "triage"]
 
 metadata = sa.MetaData()
 
@@ -24,6 +25,8 @@ clusters = sa.Table(
     sa.Column("first_seen", _TS, nullable=False),
     sa.Column("last_seen", _TS, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
+    # Distinct hosts (0002_web): counted when a host's first crash in the cluster is stored.
+    sa.Column("hosts", sa.Integer, nullable=False, server_default="0"),
 )
 
 signatures = sa.Table(
@@ -98,6 +101,7 @@ def _facet(name: str, column: str, length: int) -> sa.Table:
         sa.Column("first_seen", _TS, nullable=False),
         sa.Column("last_seen", _TS, nullable=False),
         sa.Index(f"ix_{name}_{column}", column, "cluster_id"),
+        sa.Index(f"ix_{name}_top", "cluster_id", "count"),
     )
 
 
@@ -105,6 +109,13 @@ cluster_kernels = _facet("cluster_kernels", "kernel", 128)
 cluster_hosts = _facet("cluster_hosts", "host", 255)
 cluster_taints = _facet("cluster_taints", "taint", 32)
 cluster_modules = _facet("cluster_modules", "module", 128)
+
+# Crashes per kernel release across the fleet (the metrics collector's by-kernel counts).
+kernel_counts = sa.Table(
+    "kernel_counts", metadata,
+    sa.Column("kernel", sa.String(128), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
 
 # Triage state of a cluster: open, fixed (in kernel ``fixed_in``) or ignored. ``regressed_at``
 # is set when a fixed cluster recurs on a kernel at or after the fix.

@@ -20,11 +20,11 @@ from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
 from store.aggregates import update_aggregates
 from store.schema import (
-    cluster_hosts,
     cluster_kernels,
     clusters,
     crashes,
     failures,
+    kernel_counts,
     signatures,
     taint_sets,
     triage,
@@ -253,10 +253,6 @@ class CrashStore:
                                                              clusters.c.id).limit(limit)
                                 ).mappings().all()
             ids = [r["id"] for r in rows]
-            hosts: dict[str, int] = dict(conn.execute(
-                sa.select(cluster_hosts.c.cluster_id, sa.func.count())
-                .where(cluster_hosts.c.cluster_id.in_(ids))
-                .group_by(cluster_hosts.c.cluster_id)).all()) if ids else {}
             kernels: dict[str, list[str]] = {}
             if ids:
                 for cid, kernel in conn.execute(
@@ -266,7 +262,7 @@ class CrashStore:
         return [ClusterRow(
             id=r["id"], signature=r["signature_text"], panic_class=r["panic_class"],
             taint=r["taint"], findings=tuple(json.loads(r["findings"])), count=r["count"],
-            hosts=int(hosts.get(r["id"], 0)), kernels=tuple(sorted(kernels.get(r["id"], ()))),
+            hosts=int(r["hosts"]), kernels=tuple(sorted(kernels.get(r["id"], ()))),
             first_seen=_utc(r["first_seen"]) or r["first_seen"],
             last_seen=_utc(r["last_seen"]) or r["last_seen"],
         ) for r in rows]
@@ -305,8 +301,7 @@ class CrashStore:
                         unload[mod] = unload.get(mod, 0) + n
                 by_cluster.append((cid, n))
             by_kernel = {str(k): int(n) for k, n in conn.execute(
-                sa.select(cluster_kernels.c.kernel, sa.func.sum(cluster_kernels.c.count))
-                .group_by(cluster_kernels.c.kernel))}
+                sa.select(kernel_counts.c.kernel, kernel_counts.c.count))}
             top = sorted(by_cluster, key=lambda kv: (-kv[1], kv[0]))
             clusters_top = dict(top[:top_clusters])
             rest = sum(n for _, n in top[top_clusters:])

@@ -208,12 +208,16 @@ def list_clusters(engine: sa.Engine, query: ClusterQuery,
     order = {"count": [cur.desc()], "last_seen": [clusters.c.last_seen.desc()],
              "first_seen": [clusters.c.first_seen.desc()],
              "trend": [(cur - prev).desc(), cur.desc()]}[query.sort]
-    stmt = (base.select_from(source).where(*conds).order_by(*order, clusters.c.id)
+    # The total rides along (a window function): one pass over the aggregates, not two.
+    stmt = (base.add_columns(sa.func.count().over().label("total")).select_from(source)
+            .where(*conds).order_by(*order, clusters.c.id)
             .limit(query.per_page).offset((query.page - 1) * query.per_page))
     with engine.connect() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(source)
-                             .where(*conds)).scalar_one()
         rows = conn.execute(stmt).mappings().all()
+        total = rows[0]["total"] if rows else 0
+        if not rows and query.page > 1:  # past the end: still say how many there are
+            total = conn.execute(sa.select(sa.func.count()).select_from(source)
+                                 .where(*conds)).scalar_one()
         summaries = _summaries(conn, rows, since, now)
     return ClusterPage(tuple(summaries), int(total), query, since)
 
@@ -224,16 +228,15 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
     if not ids:
         return []
     spark_since = since or now.date() - timedelta(days=SPARK_DAYS_ALL - 1)
-    daily: dict[str, dict[date, int]] = {}
+    days = (now.date() - spark_since).days + 1
+    dates = tuple(spark_since + timedelta(days=i) for i in range(days))
+    daily: dict[str, list[int]] = {}
     for cid, day, n in conn.execute(
             sa.select(cluster_days.c.cluster_id, cluster_days.c.day, cluster_days.c.count)
             .where(cluster_days.c.cluster_id.in_(ids), cluster_days.c.day >= spark_since)):
-        day = day if isinstance(day, date) else date.fromisoformat(str(day))
-        daily.setdefault(cid, {})[day] = int(n)
-    hosts: dict[str, int] = dict(conn.execute(sa.select(cluster_hosts.c.cluster_id,
-                                                        sa.func.count())
-                              .where(cluster_hosts.c.cluster_id.in_(ids))
-                              .group_by(cluster_hosts.c.cluster_id)).all())
+        i = ((day if isinstance(day, date) else date.fromisoformat(str(day))) - spark_since).days
+        if 0 <= i < days:
+            daily.setdefault(cid, [0] * days)[i] = int(n)
     kernels: dict[str, list[tuple[datetime, datetime, str]]] = {}
     for cid, kernel, first, last in conn.execute(
             sa.select(cluster_kernels.c.cluster_id, cluster_kernels.c.kernel,
@@ -241,12 +244,11 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             .where(cluster_kernels.c.cluster_id.in_(ids))):
         kernels.setdefault(cid, []).append((_utc(first), _utc(last), kernel))  # type: ignore[arg-type]
     states = read_triage(conn, ids)
-    days = (now.date() - spark_since).days + 1
     out = []
     for r in rows:
         cid = r["id"]
         ks = kernels.get(cid, [])
-        per_day = daily.get(cid, {})
+        per_day = daily.get(cid) or [0] * days
         cur, prev = int(r["cur"] or 0), int(r["prev"] or 0)
         first_seen = _utc(r["first_seen"])
         assert first_seen is not None
@@ -255,12 +257,11 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             id=cid, title=_title(r), signature=r["signature_text"],
             panic_class=r["panic_class"], taint=r["taint"],
             findings=tuple(json.loads(r["findings"])), count=int(r["count"]),
-            window_count=cur, previous_count=prev, hosts=int(hosts.get(cid, 0)),
+            window_count=cur, previous_count=prev, hosts=int(r["hosts"]),
             kernels=len(ks), first_kernel=min(ks)[2] if ks else None,
             last_kernel=max(ks, key=lambda k: (k[1], k[2]))[2] if ks else None,
             first_seen=first_seen, last_seen=_utc(r["last_seen"]) or first_seen,
-            daily=tuple((spark_since + timedelta(days=i),
-                         per_day.get(spark_since + timedelta(days=i), 0)) for i in range(days)),
+            daily=tuple(zip(dates, per_day, strict=True)),
             triage=states.get(cid) or TriageState(cid, "open", None, "", "", None),
             new=new,
             rising=since is not None and not new and cur >= RISING_MIN
@@ -309,8 +310,8 @@ def cluster_detail(engine: sa.Engine, cluster_id: str, *, crash_limit: int = 100
             facets[name] = tuple((str(v), int(n)) for v, n in conn.execute(
                 sa.select(table.c[col], table.c.count).where(where)
                 .order_by(table.c.count.desc(), table.c[col]).limit(facet_limit)))
-            totals[name] = conn.execute(sa.select(sa.func.count()).select_from(table)
-                                        .where(where)).scalar_one()
+            totals[name] = summary.hosts if name == "host" else conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
         crash_rows = conn.execute(_crash_select().where(crashes.c.cluster_id == cluster_id)
                                   .order_by(crashes.c.analyzed_at.desc(), crashes.c.event_id)
                                   .limit(crash_limit).offset(crash_offset)).all()
@@ -327,21 +328,26 @@ def _similar(conn: sa.Connection, row: Any, now: datetime,
     """Clusters of the same panic class whose frames look alike, or with the same findings:
     the ones clustering kept apart that a person may want to merge by eye."""
     frames = tuple(json.loads(row["frames"]))
-    scored: list[tuple[float, Any]] = []
-    for other in conn.execute(
-            sa.select(clusters, clusters.c.count.label("cur"), sa.literal(0).label("prev"))
+    scored: list[tuple[float, int, str]] = []
+    for cid, other_frames, findings, count in conn.execute(
+            sa.select(clusters.c.id, clusters.c.frames, clusters.c.findings, clusters.c.count)
             .where(clusters.c.panic_class == row["panic_class"], clusters.c.id != row["id"])
-            .order_by(clusters.c.count.desc()).limit(2000)).mappings():
-        theirs = tuple(json.loads(other["frames"]))
+            .order_by(clusters.c.count.desc()).limit(2000)):
+        theirs = tuple(json.loads(other_frames))
         ratio = difflib.SequenceMatcher(a=frames, b=theirs, autojunk=False).ratio()
-        if other["findings"] == row["findings"] and row["findings"] != "[]":
+        if findings == row["findings"] and row["findings"] != "[]":
             ratio = max(ratio, 0.5)
         if ratio >= 0.4:
-            scored.append((ratio, other))
-    scored.sort(key=lambda s: (-s[0], -s[1]["count"]))
+            scored.append((ratio, count, cid))
+    scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
     top = scored[:limit]
-    summaries = _summaries(conn, [o for _, o in top], None, now)
-    return tuple((s, round(r, 2)) for s, (r, _) in zip(summaries, top, strict=True))
+    if not top:
+        return ()
+    rows = {r["id"]: r for r in conn.execute(
+        sa.select(clusters, clusters.c.count.label("cur"), sa.literal(0).label("prev"))
+        .where(clusters.c.id.in_([c for _, _, c in top]))).mappings()}
+    summaries = _summaries(conn, [rows[c] for _, _, c in top], None, now)
+    return tuple((s, round(r, 2)) for s, (r, _, _) in zip(summaries, top, strict=True))
 
 
 def crash_entry(engine: sa.Engine, event_id: str) -> CrashEntry | None:

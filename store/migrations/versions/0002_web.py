@@ -42,6 +42,14 @@ def upgrade() -> None:
             sa.Column("last_seen", TS, nullable=False),
         )
         op.create_index(f"ix_{name}_{column}", name, [column, "cluster_id"])
+        op.create_index(f"ix_{name}_top", name, ["cluster_id", "count"])
+    op.create_table(
+        "kernel_counts",
+        sa.Column("kernel", sa.String(128), primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+    )
+    with op.batch_alter_table("clusters") as batch:
+        batch.add_column(sa.Column("hosts", sa.Integer, nullable=False, server_default="0"))
     op.create_table(
         "triage",
         sa.Column("cluster_id", sa.String(32), sa.ForeignKey("clusters.id"), primary_key=True),
@@ -67,7 +75,7 @@ def _backfill() -> None:
     from store.aggregates import findings_json, modules_of
 
     conn = op.get_bind()
-    meta = sa.MetaData()
+    meta = sa.MetaData()  # reflected: the tables as this revision left them
     crashes = sa.Table("crashes", meta, autoload_with=conn)
     clusters = sa.Table("clusters", meta, autoload_with=conn)
     frames = {cid: json.loads(f) for cid, f in
@@ -94,6 +102,17 @@ def _backfill() -> None:
     if days:
         conn.execute(table.insert(), [{"cluster_id": c, "day": d, "count": n}
                                       for (c, d), n in days.items()])
+    kernels: dict[str, int] = {}
+    for (_c, k), (n, _a, _b) in facets["cluster_kernels"].items():
+        kernels[k] = kernels.get(k, 0) + n
+    if kernels:
+        t = sa.table("kernel_counts", sa.column("kernel"), sa.column("count"))
+        conn.execute(t.insert(), [{"kernel": k, "count": n} for k, n in kernels.items()])
+    hosts: dict[str, int] = {}
+    for c, _h in facets["cluster_hosts"]:
+        hosts[c] = hosts.get(c, 0) + 1
+    for c, n in hosts.items():
+        conn.execute(sa.update(clusters).where(clusters.c.id == c).values(hosts=n))
     for name, column, _ in _FACETS:
         if facets[name]:
             t = sa.table(name, sa.column("cluster_id"), sa.column(column), sa.column("count"),
@@ -108,6 +127,8 @@ def downgrade() -> None:
         op.drop_index(name, "clusters")
     op.drop_index("ix_crashes_cluster_time", "crashes")
     op.drop_index("ix_crashes_host_time", "crashes")
-    for table in ("triage", "cluster_modules", "cluster_taints", "cluster_hosts",
+    with op.batch_alter_table("clusters") as batch:
+        batch.drop_column("hosts")
+    for table in ("kernel_counts", "triage", "cluster_modules", "cluster_taints", "cluster_hosts",
                   "cluster_kernels", "cluster_days"):
         op.drop_table(table)
