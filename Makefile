@@ -1,5 +1,5 @@
 # crashfleet — the two commands the README promises, and their parts.
-#   make test   set up if needed, then ruff, mypy and pytest (the suite starts its own services)
+#   make test   set up if needed, then ruff, mypy, the layering contracts and pytest (the suite starts its own services)
 #   make demo   the embedded pipeline on the committed real sample dumps; /metrics stays up
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export CRASHFLEET_CACHE ?= $(HOME)/.cache/crashfleet
 
-.PHONY: setup test lint typecheck pytest lock demo clean
+.PHONY: setup test lint typecheck layers pytest lock demo clean
 
 setup: $(STAMP)
 
@@ -34,12 +34,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The layering contracts of pyproject.toml [tool.importlinter] (docs/architecture.md).
+layers: setup
+	$(BIN)/lint-imports --no-cache
+
 pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Regenerate requirements.lock from pyproject.toml (hashes for every wheel).

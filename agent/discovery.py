@@ -9,7 +9,10 @@
 
 Nothing here follows a symbolic link: links are reported as refusals, as are crash
 directories not owned by root when that is required (apport's rule against symlink and
-ownership tricks in world-writable crash directories).
+ownership tricks in world-writable crash directories). Names are only looked at here; the
+rules on the file itself (one link, owner, mode) are checked on the opened descriptor by
+:mod:`agent.safeopen`. Directories are read through :class:`agent.listing.Lister`, whose
+bounds cannot hide a dump behind junk.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.listing import Lister
+
 __all__ = ["Candidate", "Refusal", "is_open_for_writing", "scan", "scan_spool"]
 
 _DEBIAN_DIR = re.compile(r"^(?:(?P<host>.+)-)?(?P<stamp>\d{12})$")
@@ -32,10 +37,9 @@ _RHEL_DIR = re.compile(
 )
 _RHEL_DUMPS = ("vmcore", "vmcore.flat")
 _INCOMPLETE = re.compile(r"(?:^|[-.])incomplete(?:$|[-.])")
-
-# Bounds: a crash directory with more entries than this is not read further (a hostile or
-# broken directory must not make the agent spin or exhaust memory).
-MAX_ENTRIES = 10_000
+# Files of a crash directory worth a look (dumps and their kernel logs); the rest is junk.
+_CRASH_FILE = re.compile(r"^(?:(?:dump|vmcore|dmesg)\.\d{12}(?:\.\w+)?|vmcore(?:\.flat)?"
+                         r"|vmcore-dmesg\.txt)$")
 
 
 @dataclass(frozen=True)
@@ -65,27 +69,34 @@ def _stamp_iso(stamp: str) -> str:
     return f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:00"
 
 
-def _entries(path: str) -> list[os.DirEntry[str]]:
-    out: list[os.DirEntry[str]] = []
-    with os.scandir(path) as it:
-        for entry in it:
-            out.append(entry)
-            if len(out) >= MAX_ENTRIES:
-                break
-    return sorted(out, key=lambda e: e.name)
+def _top_wanted(e: os.DirEntry[str]) -> bool:
+    if e.is_symlink():  # refused when it stands where a dump or a crash directory would
+        return bool(e.name in _RHEL_DUMPS or _DEBIAN_DIR.match(e.name)
+                    or _RHEL_DIR.match(e.name))
+    return e.is_dir(follow_symlinks=False) or e.name in _RHEL_DUMPS
 
 
-def _owner_ok(st: os.stat_result, require_root_owner: bool) -> bool:
-    return not require_root_owner or st.st_uid == 0
+def _crash_file_wanted(e: os.DirEntry[str]) -> bool:
+    return bool(_CRASH_FILE.match(e.name))
 
 
-def scan(root: str | Path, *, require_root_owner: bool = True) -> tuple[list[Candidate],
-                                                                         list[Refusal]]:
+def _owner_ok(st: os.stat_result, require_root_owner: bool, owner_uid: int = 0) -> bool:
+    return not require_root_owner or st.st_uid == owner_uid
+
+
+def _owner_name(uid: int) -> str:
+    return "root" if uid == 0 else f"uid {uid}"
+
+
+def scan(root: str | Path, *, require_root_owner: bool = True, owner_uid: int = 0,
+         lister: Lister | None = None) -> tuple[list[Candidate], list[Refusal]]:
     """Dumps that look finished (by name) below ``root``, and what was refused.
 
-    Size stability and open writers are checked by the caller over time, not here.
+    Size stability and open writers are checked by the caller over time, not here. Pass the
+    same ``lister`` scan after scan for its rotating cursor and its record of skips.
     """
     root = str(root)
+    lister = lister or Lister()
     found: list[Candidate] = []
     refused: list[Refusal] = []
     try:
@@ -94,10 +105,11 @@ def scan(root: str | Path, *, require_root_owner: bool = True) -> tuple[list[Can
         return found, refused
     if stat.S_ISLNK(st.st_mode):
         return found, [Refusal(root, "watched directory is a symbolic link")]
-    if not _owner_ok(st, require_root_owner):
-        return found, [Refusal(root, f"watched directory owned by uid {st.st_uid}, not root")]
+    if not _owner_ok(st, require_root_owner, owner_uid):
+        return found, [Refusal(root, f"watched directory owned by uid {st.st_uid}, "
+                                     f"not {_owner_name(owner_uid)}")]
 
-    for entry in _entries(root):
+    for entry in lister.entries(root, _top_wanted):
         if entry.is_symlink():
             refused.append(Refusal(entry.path, "symbolic link"))
             continue
@@ -108,21 +120,22 @@ def scan(root: str | Path, *, require_root_owner: bool = True) -> tuple[list[Can
         if not entry.is_dir(follow_symlinks=False):
             continue
         dst = entry.stat(follow_symlinks=False)
-        if not _owner_ok(dst, require_root_owner):
+        if not _owner_ok(dst, require_root_owner, owner_uid):
             refused.append(Refusal(entry.path, f"crash directory owned by uid {dst.st_uid}, "
-                                               "not root"))
+                                               f"not {_owner_name(owner_uid)}"))
             continue
-        found_here, refused_here = _scan_crash_dir(entry.path, entry.name)
+        found_here, refused_here = _scan_crash_dir(entry.path, entry.name, lister)
         found += found_here
         refused += refused_here
     return found, refused
 
 
-def _scan_crash_dir(path: str, name: str) -> tuple[list[Candidate], list[Refusal]]:
+def _scan_crash_dir(path: str, name: str, lister: Lister) -> tuple[list[Candidate],
+                                                                   list[Refusal]]:
     found: list[Candidate] = []
     refused: list[Refusal] = []
     try:
-        entries = _entries(path)
+        entries = lister.entries(path, _crash_file_wanted)
     except OSError as exc:
         return found, [Refusal(path, f"cannot list: {exc.strerror}")]
     files: dict[str, os.DirEntry[str]] = {}
@@ -210,25 +223,47 @@ def _proc_writers(path: str) -> bool:
 _SPOOL_SKIP = re.compile(r"(\.(txt|json|log|tmp|part)$)|incomplete|^\.")
 
 
-def scan_spool(root: str | Path) -> tuple[list[Candidate], list[Refusal]]:
+def _spool_wanted(e: os.DirEntry[str]) -> bool:
+    return not _SPOOL_SKIP.search(e.name)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def scan_spool(root: str | Path, *, lister: Lister | None = None) -> tuple[list[Candidate],
+                                                                           list[Refusal]]:
     """The embedded pipeline's spool: every regular file directly in ``root`` or in a
     per-host subdirectory ``root/<host>/`` is a dump (names ending in .txt, .json, .log,
-    .tmp, .part, hidden files and anything named incomplete are not). No links followed."""
+    .tmp, .part, hidden files and anything named incomplete are not). No links followed.
+    A host directory whose name is not UTF-8 is refused: its name would be the host's."""
     root = str(root)
+    lister = lister or Lister()
     found: list[Candidate] = []
     refused: list[Refusal] = []
     if not os.path.isdir(root) or os.path.islink(root):
         return found, refused
-    for entry in _entries(root):
+    for entry in lister.entries(root, _spool_wanted):
         if entry.is_symlink():
             refused.append(Refusal(entry.path, "symbolic link"))
         elif entry.is_file(follow_symlinks=False):
-            if not _SPOOL_SKIP.search(entry.name):
-                found.append(Candidate(entry.path, "spool", None, None))
+            found.append(Candidate(entry.path, "spool", None, None))
         elif entry.is_dir(follow_symlinks=False):
-            for sub in _entries(entry.path):
+            if not _utf8(entry.name):
+                refused.append(Refusal(entry.path, "host directory name is not UTF-8"))
+                continue
+            try:
+                subs = lister.entries(entry.path, _spool_wanted)
+            except OSError as exc:
+                refused.append(Refusal(entry.path, f"cannot list: {exc.strerror}"))
+                continue
+            for sub in subs:
                 if sub.is_symlink():
                     refused.append(Refusal(sub.path, "symbolic link"))
-                elif sub.is_file(follow_symlinks=False) and not _SPOOL_SKIP.search(sub.name):
+                elif sub.is_file(follow_symlinks=False):
                     found.append(Candidate(sub.path, "spool", None, None, host=entry.name))
     return found, refused

@@ -8,11 +8,9 @@ import ctypes
 import ctypes.util
 import os
 import select
-import struct
 
 __all__ = ["Inotify"]
 
-IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
 IN_CLOSE_WRITE = 0x008
 IN_MOVED_TO = 0x080
@@ -23,7 +21,6 @@ IN_DONT_FOLLOW = 0x02000000
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | IN_DELETE
-_EVENT = struct.Struct("iIII")
 MAX_WATCHES = 4096  # crash directories are few; a bound keeps a hostile tree harmless
 
 

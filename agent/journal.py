@@ -9,6 +9,7 @@ it is sent, in order, whenever Kafka is reachable, exactly once from the agent's
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -81,12 +82,42 @@ class OutboxRow:
     attempts: int
 
 
+def _name(path: str | None) -> str | bytes | None:
+    """A path as SQLite can store it: text when it is valid UTF-8, else its exact bytes.
+
+    A file name is bytes (any but NUL and ``/``): one that is not UTF-8 reaches Python with
+    surrogate escapes, which SQLite's text cannot hold. Its bytes go into a BLOB instead (a
+    BLOB never equals a TEXT, so the two spellings cannot collide); journals written before
+    keep working, their names were all text."""
+    if path is None:
+        return None
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _text(message: str) -> str:
+    """A message for a TEXT column: a surrogate-escaped name in it becomes ``\\udcff``."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unname(value: str | bytes | None) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _unname_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 def _row(r: sqlite3.Row) -> DumpRow:
     parts = tuple(PartInfo(number=p[0], size=p[1], etag=p[2]) for p in json.loads(r["parts"]))
     return DumpRow(
-        id=r["id"], path=r["path"], dev=r["dev"], ino=r["ino"], size=r["size"],
-        mtime_ns=r["mtime_ns"], layout=r["layout"], dmesg_path=r["dmesg_path"],
-        crash_time_hint=r["crash_time_hint"], host=r["host"], state=r["state"], sha256=r["sha256"],
+        id=r["id"], path=_unname_path(r["path"]), dev=r["dev"], ino=r["ino"], size=r["size"],
+        mtime_ns=r["mtime_ns"], layout=r["layout"], dmesg_path=_unname(r["dmesg_path"]),
+        crash_time_hint=r["crash_time_hint"], host=_unname(r["host"]), state=r["state"],
+        sha256=r["sha256"],
         key=r["key"], upload_id=r["upload_id"], part_size=r["part_size"], parts=parts,
         attempts=r["attempts"], next_attempt=r["next_attempt"], last_error=r["last_error"],
         detected_at=r["detected_at"], shipped_at=r["shipped_at"], removed=bool(r["removed"]),
@@ -124,7 +155,7 @@ class Journal:
     def find(self, path: str, dev: int, ino: int, size: int, mtime_ns: int) -> DumpRow | None:
         r = self._db.execute(
             "SELECT * FROM dumps WHERE path=? AND dev=? AND ino=? AND size=? AND mtime_ns=?",
-            (path, dev, ino, size, mtime_ns),
+            (_name(path), dev, ino, size, mtime_ns),
         ).fetchone()
         return None if r is None else _row(r)
 
@@ -143,7 +174,8 @@ class Journal:
                 "INSERT OR IGNORE INTO dumps (path, dev, ino, size, mtime_ns, layout, dmesg_path, "
                 "crash_time_hint, host, state, detected_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, dev, ino, size, mtime_ns, layout, dmesg_path, crash_time_hint, host,
+                (_name(path), dev, ino, size, mtime_ns, layout, _name(dmesg_path),
+                 crash_time_hint, _name(host),
                  "pending", time.time()),
             )
             new = cur.rowcount == 1
@@ -194,7 +226,7 @@ class Journal:
             db.execute(
                 "UPDATE dumps SET state=?, last_error=?, attempts=attempts+1, next_attempt=? "
                 "WHERE id=?",
-                ("refused" if permanent else "failed", error[:2000], retry_at, dump_id),
+                ("refused" if permanent else "failed", _text(error[:2000]), retry_at, dump_id),
             )
 
     def refuse(self, path: str, reason: str) -> None:
@@ -203,12 +235,12 @@ class Journal:
             db.execute(
                 "INSERT OR IGNORE INTO dumps (path, dev, ino, size, mtime_ns, layout, state, "
                 "last_error, detected_at) VALUES (?, 0, 0, 0, 0, 'refused', 'refused', ?, ?)",
-                (path, reason, time.time()),
+                (_name(path), _text(reason), time.time()),
             )
 
     def is_refused(self, path: str) -> bool:
         return self._db.execute(
-            "SELECT 1 FROM dumps WHERE path=? AND state='refused' AND dev=0", (path,)
+            "SELECT 1 FROM dumps WHERE path=? AND state='refused' AND dev=0", (_name(path),)
         ).fetchone() is not None
 
     def mark_uploaded(self, dump_id: int, event_id: str, topic: str, key: bytes | None,
@@ -227,7 +259,7 @@ class Journal:
         """The file no longer matches this row (rewritten or gone): stop working on it."""
         with self._tx() as db:
             db.execute("UPDATE dumps SET state='refused', last_error=? WHERE id=?",
-                       (reason, dump_id))
+                       (_text(reason), dump_id))
 
     def mark_removed(self, dump_id: int) -> None:
         with self._tx() as db:

@@ -8,11 +8,9 @@ acknowledged are announced, and announced dumps are never shipped again.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import random
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -25,17 +23,21 @@ from agent.errors import DumpRefused
 from agent.facts import DumpFacts, FactsReader
 from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
+from agent.listing import Lister
 from agent.metrics import AgentMetrics
-from agent.upload import RateLimiter, Uploader
+from agent.retention import select_for_removal
+from agent.safeopen import open_below, root_of
+from agent.streamindex import StreamIndex
+from agent.upload import RateLimiter, Uploader, head_or_none
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
+from foundation.text import name_text
 from foundation.timefmt import iso_utc
 from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
 from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
 from ingest.objectstore import ObjectStore
-from vmcore.errors import AnalyzerError
-from vmcore.formats.flattened import FlatIndexBuilder, build_index
+from vmcore.formats.flattened import INDEX_SUFFIX
 from vmcore.source import LocalFileSource
 
 __all__ = ["Agent", "AgentConfig"]
@@ -45,59 +47,29 @@ log = structlog.get_logger("crashfleet.agent")
 MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
 
 
-class _StreamIndex:
-    """The offset index of a flattened dump, built from its bytes as they are uploaded.
-
-    A record header that lies (a disk error, a hostile file) ends the index, never the
-    upload: :meth:`finish` then returns None and :attr:`error` says why."""
-
-    def __init__(self) -> None:
-        self._builder = FlatIndexBuilder()
-        self.error: AnalyzerError | None = None
-
-    def feed(self, chunk: bytes | memoryview) -> None:
-        if self.error is None:
-            try:
-                self._builder.feed(chunk)
-            except AnalyzerError as exc:
-                self.error = exc
-
-    def finish(self) -> bytes | None:
-        """The serialized index, or None when the stream was not a valid flattened dump."""
-        if self.error is not None:
-            return None
-        return self._builder.finish().to_bytes()
-
-    def scan(self, src: LocalFileSource) -> bytes | None:
-        """The same from the file itself (the dump was stored before, its index was not)."""
-        try:
-            return build_index(src).to_bytes()
-        except AnalyzerError as exc:
-            self.error = exc
-            return None
-
-
 @dataclass(frozen=True)
 class AgentConfig:
-    """What the loop needs from the settings (see ``AgentSettings``); sizes in bytes."""
+    """What the loop needs from the settings (``AgentSettings``, the only source of their
+    defaults: built by ``crashfleet.wiring.agent.agent_config``); sizes in bytes."""
 
     watch_dirs: tuple[str, ...]
-    content: str = "full"
-    dumps_prefix: str = "dumps/"
-    part_size: int = 16 * 1024 * 1024
-    upload_concurrency: int = 4
-    bandwidth_limit: float = 0.0  # bytes per second, 0 = none
-    stable_for_s: float = 5.0
-    rescan_interval_s: float = 60.0
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 300.0
-    retention: str = "keep"
-    retention_keep_newest: int = 0
-    retention_max_bytes: int = 0
-    require_root_owner: bool = True
-    topic: str = "crash-reported"
-    agent_version: str = "0"
-    metrics_textfile: str = ""
+    content: str
+    dumps_prefix: str
+    part_size: int
+    upload_concurrency: int
+    bandwidth_limit: float  # bytes per second, 0 = none
+    stable_for_s: float
+    rescan_interval_s: float
+    retry_initial_s: float
+    retry_max_s: float
+    retention: str
+    retention_keep_newest: int
+    retention_max_bytes: int
+    require_root_owner: bool
+    owner_uid: int | None  # who must own dumps and the directories on the way; None: any
+    topic: str
+    agent_version: str
+    metrics_textfile: str
     spool: bool = False  # embedded pipeline: watch_dirs are spools (any file, per-host dirs)
 
 
@@ -134,6 +106,8 @@ class Agent:
         )
         self._inotify: Inotify | None = None
         self._recheck_at = float("inf")  # when a not-yet-stable dump should be looked at again
+        self.lister = Lister()
+        self._skips_logged: dict[tuple[str, str], int] = {}
 
     # -- detection ----------------------------------------------------------------------------
 
@@ -143,37 +117,71 @@ class Agent:
         now = self.clock()
         self._recheck_at = float("inf")
         for root in self.cfg.watch_dirs:
-            if self.cfg.spool:
-                candidates, refusals = scan_spool(root)
-            else:
-                candidates, refusals = scan(root,
-                                            require_root_owner=self.cfg.require_root_owner)
-            for r in refusals:
-                self._refuse(r.path, r.reason)
-            for c in candidates:
-                if self._consider(c, now):
-                    new += 1
-            self._watch(root)
+            try:
+                new += self._scan_root(root, now)
+            except Exception:
+                # One unreadable or hostile directory must not stop the others, nor the loop.
+                self.metrics.failures.labels(stage="scan").inc()
+                log.exception("scan.error", root=name_text(root))
+        self._report_skips()
         return new
+
+    def _scan_root(self, root: str, now: float) -> int:
+        new = 0
+        if self.cfg.spool:
+            candidates, refusals = scan_spool(root, lister=self.lister)
+        else:
+            candidates, refusals = scan(root, require_root_owner=self.cfg.owner_uid is not None,
+                                        owner_uid=self.cfg.owner_uid or 0, lister=self.lister)
+        for r in refusals:
+            self._refuse(r.path, r.reason)
+        for c in candidates:
+            try:
+                new += self._consider(root, c, now)
+            except Exception:
+                # A bug met on one entry (a name, a file nothing anticipated) must not hide
+                # the other dumps: this entry is looked at again on the next scan.
+                self.metrics.failures.labels(stage="scan").inc()
+                log.exception("scan.entry_error", path=name_text(c.path))
+        self._watch(root)
+        return new
+
+    def _report_skips(self) -> None:
+        """One log line per directory and kind of skip when its count changes; the metric
+        counts every skipped entry of every scan."""
+        for s in self.lister.take_skipped():
+            self.metrics.skipped.labels(kind=s.kind).inc(s.count)
+            if self._skips_logged.get((s.path, s.kind)) != s.count:
+                self._skips_logged[(s.path, s.kind)] = s.count
+                emit = log.info if s.kind == "junk" else log.warning
+                emit("scan.entries_skipped", dir=name_text(s.path), kind=s.kind, count=s.count)
 
     def _refuse(self, path: str, reason: str) -> None:
         if not self.journal.is_refused(path):
             self.journal.refuse(path, reason)
             self.metrics.refused.inc()
-            log.warning("dump.refused", path=path, reason=reason)
+            log.warning("dump.refused", path=name_text(path), reason=name_text(reason))
 
-    def _consider(self, c: Candidate, now: float) -> bool:
+    def _root_of(self, path: str) -> str:
+        return root_of(self.cfg.watch_dirs, path)
+
+    def _open(self, root: str, path: str) -> int:
+        return open_below(root, path, owner_uid=self.cfg.owner_uid)
+
+    def _consider(self, root: str, c: Candidate, now: float) -> bool:
         try:
-            fd = os.open(c.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = self._open(root, c.path)
+        except DumpRefused as exc:
+            self._refuse(c.path, exc.reason)
+            return False
+        except FileNotFoundError:
+            return False
         except OSError as exc:
-            if exc.errno == errno.ELOOP:  # replaced by a link since the scan
-                self._refuse(c.path, "symbolic link")
+            self.metrics.failures.labels(stage="read").inc()
+            log.warning("dump.unreadable", path=name_text(c.path), error=exc.strerror)
             return False
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                self._refuse(c.path, "not a regular file")
-                return False
             if now - st.st_mtime < self.cfg.stable_for_s:
                 # Still changing, or just written: look again once it has been quiet enough.
                 self._recheck_at = min(self._recheck_at, st.st_mtime + self.cfg.stable_for_s)
@@ -188,7 +196,7 @@ class Agent:
                                         c.crash_time_hint, host=c.host)
         if is_new:
             self.metrics.detected.inc()
-            log.info("dump.detected", path=c.path, layout=c.layout, size=st.st_size)
+            log.info("dump.detected", path=name_text(c.path), layout=c.layout, size=st.st_size)
         return is_new
 
     def _watch(self, root: str) -> None:
@@ -221,20 +229,22 @@ class Agent:
         """Upload every dump whose turn has come."""
         now = float("inf") if ignore_backoff else self.clock()
         for row in self.journal.due(now):
-            structlog.contextvars.bind_contextvars(dump=row.path)
+            structlog.contextvars.bind_contextvars(dump=name_text(row.path))
             try:
                 self._ship(row)
             except CrashfleetError as exc:
                 if is_retryable(exc):
                     retry_in = self._retry_later(row, str(exc))
-                    log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                    log.warning("dump.retry", error=name_text(str(exc)),
+                                retry_in_s=round(retry_in, 2))
                 else:
                     self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
                     self.metrics.failures.labels(stage="upload").inc()
-                    log.error("dump.failed", error=str(exc), permanent=True)
+                    log.error("dump.failed", error=name_text(str(exc)), permanent=True)
             except OSError as exc:
                 retry_in = self._retry_later(row, str(exc))
-                log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                log.warning("dump.retry", error=name_text(str(exc)),
+                            retry_in_s=round(retry_in, 2))
             except Exception as exc:
                 # A bug met on one dump (a field nothing anticipated) must not stop the
                 # shipping of every other dump on this host, restart after restart: the dump
@@ -246,15 +256,11 @@ class Agent:
 
     def _ship(self, row: DumpRow) -> None:
         try:
-            fd = os.open(row.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = self._open(self._root_of(row.path), row.path)
         except FileNotFoundError:
             self.journal.supersede(row.id, "file disappeared before it was shipped")
             log.warning("dump.vanished")
             return
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise DumpRefused("symbolic link", path=row.path) from exc
-            raise
         try:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (
@@ -267,59 +273,81 @@ class Agent:
             os.close(fd)
 
     def _ship_fd(self, row: DumpRow, fd: int) -> None:
+        """Ship one dump: upload it (with a flattened dump's index), then its log, then journal
+        the announcement (``publish`` sends it)."""
         from agent.upload import hash_fd
 
         t0 = time.monotonic()
         log_only = self.cfg.content == "log-only"
-        facts = self.facts(row.path, log_only and not row.dmesg_path)
+        # Read through the checked descriptor: the name may point elsewhere by now.
+        by_fd = f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else row.path
+        facts = self.facts(by_fd, log_only and not row.dmesg_path)
         sha = row.sha256
         if sha is None:
             sha = hash_fd(fd, row.size)
             self.journal.set_hash(row.id, sha, self.cfg.dumps_prefix + sha)
-        t_hashed = time.monotonic()
         base = self.cfg.dumps_prefix + sha
-        meta = {"sha256": sha, "host": self.identity.hostname,
-                "machine-id": self.identity.machine_id, "format": facts.format}
-        key: str | None = None
-        index_key: str | None = None
+        key = index_key = None
         if not log_only:
-            # A flattened dump's offset index is built from the bytes as they stream past.
-            builder = _StreamIndex() if facts.format == "flattened" else None
-            result = self.uploader.upload(
-                fd, row.size, base, sha, meta, upload_id=row.upload_id,
-                done_parts=row.parts, part_size=row.part_size,
-                on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
-                on_part=lambda p: self.journal.add_part(row.id, p),
-                on_data=builder.feed if builder else lambda b: None,
-            )
-            key = base
-            if builder is not None:
-                index_key = base + ".flatindex"
-                if not result.already_stored or self.store.head(index_key) is None:
-                    if result.already_stored:  # stored before, its index was not
-                        with LocalFileSource(row.path) as src:
-                            index = builder.scan(src)
-                    else:
-                        index = builder.finish()
-                    if index is None:
-                        # The dump ships all the same: the analyzer reports what is wrong.
-                        log.warning("dump.index_failed", error=str(builder.error))
-                        index_key = None
-                    else:
-                        self.store.put(index_key, index, {"sha256": sha})
-            log.info("dump.uploaded", key=key, sent_bytes=result.sent_bytes,
-                     reused_parts=result.reused_parts, already_stored=result.already_stored,
-                     seconds=round(time.monotonic() - t_hashed, 3),
-                     header_and_hash_seconds=round(t_hashed - t0, 3))
+            key, index_key = self._upload_dump(row, fd, by_fd, base, sha, facts, t0)
         dmesg = self._dmesg_bytes(row, facts)
         dmesg_key = None
         if dmesg is not None:
             dmesg_key = base + ".dmesg"
             self.store.put(dmesg_key, dmesg, {"sha256": sha})
+        self._announce(row, sha, facts, key, dmesg_key, index_key)
+
+    def _upload_dump(self, row: DumpRow, fd: int, by_fd: str, base: str, sha: str,
+                     facts: DumpFacts, t0: float) -> tuple[str, str | None]:
+        """Upload the dump to ``base`` (resuming a journaled upload) and, for a flattened
+        dump, its offset index: (dump key, index key or None)."""
+        t_hashed = time.monotonic()
+        meta = {"sha256": sha, "host": self.identity.hostname,
+                "machine-id": self.identity.machine_id, "format": facts.format}
+        # A flattened dump's offset index is built from the bytes as they stream past.
+        builder = StreamIndex() if facts.format == "flattened" else None
+        result = self.uploader.upload(
+            fd, row.size, base, sha, meta, upload_id=row.upload_id,
+            done_parts=row.parts, part_size=row.part_size,
+            on_start=lambda uid, ps: self.journal.start_upload(row.id, uid, ps),
+            on_part=lambda p: self.journal.add_part(row.id, p),
+            on_data=builder.feed if builder else lambda b: None,
+        )
+        index_key = None
+        if builder is not None:
+            index_key = self._ship_index(by_fd, base, sha, builder, result.already_stored)
+        log.info("dump.uploaded", key=base, sent_bytes=result.sent_bytes,
+                 reused_parts=result.reused_parts, already_stored=result.already_stored,
+                 seconds=round(time.monotonic() - t_hashed, 3),
+                 header_and_hash_seconds=round(t_hashed - t0, 3))
+        return base, index_key
+
+    def _ship_index(self, by_fd: str, base: str, sha: str, builder: StreamIndex,
+                    already_stored: bool) -> str | None:
+        """Store a flattened dump's index beside it; its key, or None when the index could not
+        be built (the dump ships all the same: the analyzer reports what is wrong)."""
+        index_key = base + INDEX_SUFFIX
+        if already_stored and head_or_none(self.store, index_key) is not None:
+            return index_key
+        if already_stored:  # stored before, its index was not
+            with LocalFileSource(by_fd) as src:
+                index = builder.scan(src)
+        else:
+            index = builder.finish()
+        if index is None:
+            log.warning("dump.index_failed", error=name_text(str(builder.error)))
+            return None
+        self.store.put(index_key, index, {"sha256": sha})
+        return index_key
+
+    def _announce(self, row: DumpRow, sha: str, facts: DumpFacts, key: str | None,
+                  dmesg_key: str | None, index_key: str | None) -> None:
+        """Journal the crash-reported event of a shipped dump (sent by ``publish``)."""
         identity = self.identity
         if row.host:  # a spool's per-host directory stands for another machine
-            machine_id = hashlib.sha256(row.host.encode()).hexdigest()[:32]
-            identity = HostIdentity(hostname=row.host, machine_id=machine_id, boot_id="")
+            host = name_text(row.host)
+            machine_id = hashlib.sha256(host.encode()).hexdigest()[:32]
+            identity = HostIdentity(hostname=host, machine_id=machine_id, boot_id="")
         event = CrashReported(
             event_id=crash_event_id(sha), schema_version=SCHEMA_VERSION, host=identity,
             dump=DumpRef(sha256=sha, size=row.size, format=facts.format,  # type: ignore[arg-type]
@@ -327,7 +355,7 @@ class Agent:
                          key=key, dmesg_key=dmesg_key, index_key=index_key,
                          compression=facts.compression),
             layout=row.layout,  # type: ignore[arg-type]
-            source_path=row.path, agent_version=self.cfg.agent_version,
+            source_path=name_text(row.path), agent_version=self.cfg.agent_version,
             reported_at=iso_utc(self.clock()), kernel_release=facts.kernel_release,
             build_id=facts.build_id, crash_time=facts.crash_time or row.crash_time_hint,
         )
@@ -337,13 +365,15 @@ class Agent:
     def _dmesg_bytes(self, row: DumpRow, facts: DumpFacts) -> bytes | None:
         if row.dmesg_path:
             try:
-                fd = os.open(row.dmesg_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = self._open(self._root_of(row.dmesg_path), row.dmesg_path)
+            except DumpRefused as exc:  # the log is left out; the dump still ships
+                log.warning("dmesg.refused", path=name_text(row.dmesg_path), reason=exc.reason)
+                fd = -1
             except OSError:
                 fd = -1
             if fd >= 0:
                 try:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        return os.read(fd, MAX_DMESG_BYTES)
+                    return os.read(fd, MAX_DMESG_BYTES)
                 finally:
                     os.close(fd)
         # Without the kernel's own dmesg file, log-only mode ships the log read from the dump.
@@ -396,19 +426,9 @@ class Agent:
         if self.cfg.retention == "keep":
             return
         shipped = [r for r in self.journal.by_state("announced") if not r.removed]
-        shipped.sort(key=lambda r: r.mtime_ns, reverse=True)  # newest written first
-        doomed: list[DumpRow] = []
-        if self.cfg.retention == "delete":
-            doomed = shipped
-        else:
-            total = 0
-            for i, r in enumerate(shipped):
-                total += r.size
-                over_count = self.cfg.retention_keep_newest and i >= self.cfg.retention_keep_newest
-                over_bytes = self.cfg.retention_max_bytes and total > self.cfg.retention_max_bytes
-                if over_count or over_bytes:
-                    doomed.append(r)
-        for r in doomed:
+        for r in select_for_removal(shipped, self.cfg.retention,
+                                    keep_newest=self.cfg.retention_keep_newest,
+                                    max_bytes=self.cfg.retention_max_bytes):
             self._remove(r)
 
     def _remove(self, row: DumpRow) -> None:
@@ -426,7 +446,7 @@ class Agent:
         except FileNotFoundError:
             pass
         self.journal.mark_removed(row.id)
-        log.info("dump.removed", path=row.path, policy=self.cfg.retention)
+        log.info("dump.removed", path=name_text(row.path), policy=self.cfg.retention)
 
     # -- loops --------------------------------------------------------------------------------
 
@@ -453,6 +473,18 @@ class Agent:
         self._drop_producer()
         return counts["pending"] + counts["uploading"] + counts["failed"] + counts["outbox"] == 0
 
+    def _pass(self, last_scan: float) -> float:
+        """One turn of the loop; returns when the last scan happened."""
+        now = self.clock()
+        if now - last_scan >= self.cfg.rescan_interval_s or now >= self._recheck_at:
+            self.scan()
+            last_scan = self.clock()
+        self.ship_due()
+        self.publish()
+        self.retain()
+        self.update_metrics()
+        return last_scan
+
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set: inotify wakes the loop early, rescans happen anyway."""
         try:
@@ -460,16 +492,20 @@ class Agent:
         except OSError as exc:
             log.warning("inotify.unavailable", error=str(exc))
         last_scan = 0.0
+        errors = 0
         try:
             while not stop.is_set():
-                now = self.clock()
-                if now - last_scan >= self.cfg.rescan_interval_s or now >= self._recheck_at:
-                    self.scan()
-                    last_scan = self.clock()
-                self.ship_due()
-                self.publish()
-                self.retain()
-                self.update_metrics()
+                try:
+                    last_scan = self._pass(last_scan)
+                    errors = 0
+                except Exception:
+                    # Whatever a pass meets, the agent stays alive (a dead thread would switch
+                    # collection off while the process looks healthy): log, wait, go on.
+                    self.metrics.failures.labels(stage="scan").inc()
+                    log.exception("agent.pass_failed")
+                    errors += 1
+                    stop.wait(self._backoff(errors))
+                    continue
                 wait_s = max(0.05, min(self.cfg.rescan_interval_s, 1.0,
                                        self._recheck_at - self.clock()))
                 woke = self._inotify.wait(wait_s) if self._inotify else stop.wait(wait_s)

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import DumpChanged
-from ingest.errors import UploadNotFound
-from ingest.objectstore import ObjectStore, PartInfo
+from ingest.errors import AccessDenied, UploadNotFound
+from ingest.objectstore import ObjectInfo, ObjectStore, PartInfo
 
-__all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "part_size_for"]
+__all__ = ["MAX_PARTS", "RateLimiter", "UploadResult", "Uploader", "hash_fd", "head_or_none",
+           "part_size_for"]
 
 _READ_CHUNK = 1024 * 1024
 # The most a part body hands out per read (reads may be short): bounds what each upload
@@ -153,6 +154,15 @@ class _PartReader(io.RawIOBase):
         return got
 
 
+
+def head_or_none(store: ObjectStore, key: str) -> ObjectInfo | None:
+    """``store.head(key)``, None also when the credentials may not look (the agent's S3 policy
+    can be write-only: it then uploads again, the same bytes under the same key)."""
+    try:
+        return store.head(key)
+    except AccessDenied:
+        return None
+
 @dataclass(frozen=True)
 class UploadResult:
     """What an upload did: bytes sent now, parts reused from an earlier attempt."""
@@ -201,47 +211,75 @@ class Uploader:
         of the file once, in order (to build a flattened dump's index while streaming), as
         views of a reused buffer: each is valid only until ``on_data`` returns.
         """
-        existing = self.store.head(key)
+        existing = head_or_none(self.store, key)
         if existing is not None and existing.size == size:
             if hash_fd(fd, size) != sha256:
                 raise DumpChanged(f"file no longer has SHA-256 {sha256}")
             return UploadResult(key, 0, 0, already_stored=True)
-
         if size < self.part_size and upload_id is None:
-            data = _read_exact(fd, 0, size)
-            on_data(memoryview(data))
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise DumpChanged(f"file no longer has SHA-256 {sha256}")
-            self.limiter.take(size)
-            self.store.put_if_absent(key, data, metadata)
-            self._on_bytes(size)
-            return UploadResult(key, size, 0, already_stored=False)
+            return self._put_whole(fd, size, key, sha256, metadata, on_data)
+        upload_id, ps, reused = self._open_multipart(key, size, metadata, upload_id, done_parts,
+                                                     part_size, on_start)
+        before = os.fstat(fd)
+        parts, sent, digest = self._send_parts(fd, size, key, upload_id, ps, reused, on_part,
+                                               on_data)
+        after = os.fstat(fd)
+        # The upload threads read the file a second time: it must not have been written to
+        # in between (any write moves mtime), or what S3 holds may differ from what was hashed.
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            self.store.abort_multipart(key, upload_id)
+            raise DumpChanged("file was written to during upload")
+        if digest != sha256:
+            self.store.abort_multipart(key, upload_id)
+            raise DumpChanged(f"file changed during upload: SHA-256 {digest} != {sha256}")
+        ordered = [parts[n] for n in range(1, max(1, -(-size // ps)) + 1)]
+        created = self.store.complete_multipart(key, upload_id, ordered, if_absent=True)
+        return UploadResult(key, sent, len(reused), already_stored=not created)
 
-        reused: dict[int, PartInfo] = {}
-        ps = self.part_size
-        if upload_id is not None and not part_size:
-            upload_id = None  # a journal without the part size cannot be resumed safely
+    def _put_whole(self, fd: int, size: int, key: str, sha256: str,
+                   metadata: Mapping[str, str], on_data: Callable[[memoryview], None]
+                   ) -> UploadResult:
+        """A dump smaller than one part: one conditional PUT."""
+        data = _read_exact(fd, 0, size)
+        on_data(memoryview(data))
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise DumpChanged(f"file no longer has SHA-256 {sha256}")
+        self.limiter.take(size)
+        self.store.put_if_absent(key, data, metadata)
+        self._on_bytes(size)
+        return UploadResult(key, size, 0, already_stored=False)
+
+    def _open_multipart(self, key: str, size: int, metadata: Mapping[str, str],
+                        upload_id: str | None, done_parts: tuple[PartInfo, ...],
+                        part_size: int | None, on_start: Callable[[str, int], None]
+                        ) -> tuple[str, int, dict[int, PartInfo]]:
+        """Resume the journaled upload if S3 still has it, else start one: (upload id, part
+        size in bytes, the parts reused exactly as journaled)."""
         if upload_id is not None and part_size:
             try:
                 stored = {p.number: p for p in self.store.list_parts(key, upload_id)}
                 # Reuse a part only if S3 has it exactly as journaled.
-                reused = {p.number: p for p in done_parts
-                          if stored.get(p.number) == p}
-                ps = part_size
+                return upload_id, part_size, {p.number: p for p in done_parts
+                                              if stored.get(p.number) == p}
             except UploadNotFound:
-                upload_id = None
-        if upload_id is None:
-            ps = part_size_for(size, self.part_size)
-            upload_id = self.store.create_multipart(key, metadata)
-            on_start(upload_id, ps)
-            reused = {}
+                pass
+        # (a journal without the part size cannot be resumed safely)
+        ps = part_size_for(size, self.part_size)
+        upload_id = self.store.create_multipart(key, metadata)
+        on_start(upload_id, ps)
+        return upload_id, ps, {}
 
+    def _send_parts(self, fd: int, size: int, key: str, upload_id: str, ps: int,
+                    reused: dict[int, PartInfo], on_part: Callable[[PartInfo], None],
+                    on_data: Callable[[memoryview], None]
+                    ) -> tuple[dict[int, PartInfo], int, str]:
+        """Hash the file part by part while up to ``concurrency`` threads upload the parts not
+        reused: (every part by number, bytes sent, SHA-256 hex of the whole file)."""
         nparts = max(1, -(-size // ps))
         h = hashlib.sha256()
         buf = bytearray(_READ_CHUNK)
         parts: dict[int, PartInfo] = dict(reused)
         sent = 0
-        before = os.fstat(fd)
         pending: set[Future[PartInfo]] = set()
 
         def send(number: int, body: _PartReader) -> PartInfo:
@@ -282,15 +320,4 @@ class Uploader:
                 for fut in pending:
                     fut.cancel()
                 raise
-        after = os.fstat(fd)
-        # The upload threads read the file a second time: it must not have been written to
-        # in between (any write moves mtime), or what S3 holds may differ from what was hashed.
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            self.store.abort_multipart(key, upload_id)
-            raise DumpChanged("file was written to during upload")
-        if h.hexdigest() != sha256:
-            self.store.abort_multipart(key, upload_id)
-            raise DumpChanged(f"file changed during upload: SHA-256 {h.hexdigest()} != {sha256}")
-        ordered = [parts[n] for n in range(1, nparts + 1)]
-        created = self.store.complete_multipart(key, upload_id, ordered, if_absent=True)
-        return UploadResult(key, sent, len(reused), already_stored=not created)
+        return parts, sent, h.hexdigest()

@@ -9,6 +9,7 @@ keep the dump.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -23,8 +24,8 @@ from foundation.timefmt import iso_utc, parse_iso
 from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
 from ingest.objectstore import ObjectStore
 from ingest.schema import SchemaError
-from signature import Signature, compute_signature
-from signature.inputs import signature_input
+from signature import Signature
+from signature.inputs import sign_report
 from store import CrashRecord, CrashStore, RecordOutcome
 from vmcore.analyze import Analysis, PackProvider
 from vmcore.errors import AnalyzerError
@@ -133,17 +134,18 @@ class EventProcessor:
             src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
                                     block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
+            # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
+            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols,
+                               dump_symbols=True)
             report_base = event.dump.key
-        report = analysis.report
-        inputs = signature_input(report)
-        sig = compute_signature(inputs)
+        signed = sign_report(analysis.report)
+        report = dataclasses.replace(analysis.report, title=signed.title.text)
+        inputs, sig = signed.inputs, signed.signature
         now = self.clock()
         findings = tuple({"kind": f.kind, "module": f.module} for f in inputs.findings)
         report_key = report_base + self.report_suffix
         body = report.to_dict()
         body["signature"] = {"id": sig.id, "text": sig.text, "frames": list(sig.frames)}
-        body["findings"] = list(findings)
         body["event_id"] = event.event_id
         self.objects.put(report_key, json.dumps(body, indent=2).encode(),
                          {"event-id": event.event_id})
@@ -153,7 +155,8 @@ class EventProcessor:
             build_id=report.kernel.build_id or event.build_id,
             crash_time=parse_iso(event.crash_time), analyzed_at=now,
             dump_key=event.dump.key, report_key=report_key, signature=sig, findings=findings,
-            partial=report.partial,
+            partial=report.partial, title=signed.title,
+            explanation=signed.explanation.to_dict(),
         ))
         analyzed = CrashAnalyzed(
             event_id=event.event_id, schema_version=1, host=event.host,

@@ -1,8 +1,10 @@
 """The ``crashfleet`` command.
 
-Each package owns its subcommands in a small ``cli`` module exposing
-``register(subparsers) -> None``; this module lists those modules and dispatches. Handlers are
-``(args, app) -> int``. Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+The shell owns the CLI: one module per subcommand in ``crashfleet/commands/`` exposing
+``register(subparsers) -> None`` and calling the packages' public functions; this module lists
+those modules and dispatches. Handlers are
+``(args, app) -> int``. Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 75 a
+retryable error (an outage: ``foundation.errors.is_retryable``).
 
 Only the module of the chosen subcommand is imported, so a quick local command does not pay
 for Kafka, boto3 or SQLAlchemy imports it does not use.
@@ -18,14 +20,16 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crashfleet import __version__
-from foundation.errors import CrashfleetError, UsageError
+from foundation.errors import CrashfleetError, UsageError, is_retryable
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from foundation.settings import Settings
 
-__all__ = ["App", "main"]
+__all__ = ["EX_TEMPFAIL", "App", "main"]
+
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure; the same command may succeed later
 
 # command name -> ("module[:function]" registering it, default function ``register``; one-line
 # help). The module is imported only when the command is used or its own help is asked for.
@@ -36,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": (_C + "agent", "watch crash directories; ship finished dumps to S3 and announce them"),
     "analyze": (_C + "analyze", "decode a dump: kernel log, oops, task, taint, modules"),
     "symbols": (_C + "symbols", "fetch, import, inspect and look up kernel debug symbol packs"),
+    "signature": (_C + "signature", "a crash's title, signature and cluster, and why"),
     "analyzer": (_C + "pipeline:register_analyzer",
                  "analyze crash-reported events from Kafka (one consumer-group worker)"),
     "clusters": (_C + "pipeline:register_clusters", "list crash clusters from the store"),
@@ -166,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crashfleet: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except CrashfleetError as exc:
+        # The one vocabulary: an outage exits 75 (EX_TEMPFAIL, "try again later").
         print(f"crashfleet: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return EX_TEMPFAIL if is_retryable(exc) else exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

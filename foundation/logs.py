@@ -20,31 +20,39 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog (and stdlib logging of libraries) to write to ``stream`` (stderr).
+    """Configure structlog, and stdlib logging of libraries, to write to ``stream`` (stderr).
 
     ``fmt`` is ``json``, ``console`` or ``auto`` (console when ``stream`` is a terminal).
+    Library records (kafka-python, botocore, urllib3, uvicorn) go through structlog's
+    ``ProcessorFormatter`` with the same renderer, so json mode writes only JSON lines.
     """
     stream = sys.stderr if stream is None else stream
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     numeric = _LEVELS[level]
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer: structlog.types.Processor
+    tail: list[structlog.types.Processor] = []
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
+        tail.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    stamp, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries (kafka-python, botocore) log through stdlib logging: keep them quiet but visible.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=stream,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.contextvars.merge_contextvars,
+                           structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           stamp, *tail],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries are kept quiet but visible: warnings and worse, or finer with --log-level.
+    root.setLevel(max(numeric, logging.WARNING))

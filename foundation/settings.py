@@ -80,6 +80,15 @@ class KafkaSettings:
     sasl_mechanism: str = setting("", "SASL mechanism (PLAIN, SCRAM-SHA-512, …); empty for none.")
     sasl_username: str = setting("", "SASL user name.")
     sasl_password: str = setting("", "SASL password.", secret=True)
+    # Transport security (issue 18): TLS and SASL client settings; a password from a file.
+    ssl_cafile: str = setting("", "PEM file of CAs trusted for the brokers' certificates "
+                              "(SSL, SASL_SSL); empty: the system's.")
+    ssl_certfile: str = setting("", "Client certificate (PEM) for mutual TLS; empty for none.")
+    ssl_keyfile: str = setting("", "Client private key (PEM) for mutual TLS.")
+    ssl_check_hostname: bool = setting(True, "Check that a broker's certificate names it.")
+    sasl_password_file: str = setting(
+        "", "File holding the SASL password (mode 0600 or 0400, owned by this user or root); "
+        "instead of sasl_password.")
     topic_crash_reported: str = setting("crash-reported", "Topic of crash-reported events.")
     topic_crash_analyzed: str = setting("crash-analyzed", "Topic of crash-analyzed events.")
     topic_dead_letter: str = setting(
@@ -110,6 +119,10 @@ class S3Settings:
         "none", "Server-side encryption for objects written."
     )
     sse_kms_key_id: str = setting("", "KMS key id when sse is aws:kms.")
+    # Transport security (issue 18).
+    ca_bundle: str = setting(
+        "", "PEM file of CAs trusted for the S3 endpoint's TLS certificate (a private CA); "
+        "empty: the system's. Certificates are always verified.")
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,14 @@ class StoreSettings:
         "SQLAlchemy database URL: sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB.",
         secret=True,
     )
+    # Transport security (issue 18): PostgreSQL over TLS; the password from a file.
+    sslmode: Literal["", "disable", "prefer", "require", "verify-ca", "verify-full"] = setting(
+        "", "PostgreSQL sslmode (verify-full: TLS with the server's certificate and name "
+        "checked against sslrootcert); empty: the URL's own or libpq's default.")
+    sslrootcert: str = setting("", "PEM file of CAs trusted for the PostgreSQL server.")
+    password_file: str = setting(
+        "", "File holding the PostgreSQL password (mode 0600 or 0400, owned by this user or "
+        "root), so the URL carries none.")
 
 
 @dataclass(frozen=True)
@@ -171,8 +192,17 @@ class AgentSettings:
     require_root_owner: bool = setting(
         True, "Refuse crash directories not owned by root (as apport does)."
     )
+    # Hostile hosts (issue 18): who must own dumps and every directory on the way to them.
+    dump_owner_uid: int = setting(
+        0, "With require_root_owner: the uid that must own the watched directories, the "
+        "directories below them and the dump files (0 = root).", minimum=0
+    )
     metrics_port: int = setting(0, "Port of the agent's /metrics endpoint; 0 for none.",
                                 minimum=0)
+    # Least privilege (issue 18): /metrics answers on loopback unless told otherwise.
+    metrics_addr: str = setting(
+        "127.0.0.1", "Address the agent's /metrics endpoint binds to (0.0.0.0: every interface)."
+    )
     metrics_textfile: str = setting(
         "", "node_exporter textfile to write metrics to (a *.prom path); empty for none."
     )
@@ -218,6 +248,10 @@ class SymbolsSettings:
         300.0, "Seconds a build-id that no source has is remembered in the shared tier.",
         minimum=0.0,
     )
+    fetch_timeout_s: float = setting(
+        120.0, "Seconds 'crashfleet analyze' waits for a source to deliver a pack before it "
+        "analyzes with the dump's own symbols.", minimum=0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -241,6 +275,11 @@ class AnalyzerSettings:
     )
     metrics_port: int = setting(9464, "Port of the analyzer's /metrics endpoint; 0 for none.",
                                 minimum=0)
+    # Least privilege (issue 18): /metrics answers on loopback unless told otherwise.
+    metrics_addr: str = setting(
+        "127.0.0.1", "Address the analyzer's /metrics endpoint binds to; a Prometheus on another "
+        "machine needs the address it scrapes (0.0.0.0: every interface)."
+    )
     top_clusters: int = setting(
         20, "Clusters exported by name in metrics; the rest are summed as 'other'.", minimum=1
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["term_safe"]
+__all__ = ["name_text", "term_safe"]
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -32,3 +32,18 @@ def term_safe(text: str, *, keep_newlines: bool = False) -> str:
     if keep_newlines:
         return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
     return _UNSAFE.sub(_escape, text)
+
+
+def name_text(name: str | bytes) -> str:
+    """A file name as valid Unicode text, for a log field, an event or a database column.
+
+    A name is bytes: the bytes that are not UTF-8 (which Python carries as surrogate escapes)
+    become ``\\xff``-style escapes; a valid name is returned unchanged. For display only: the
+    exact name is kept where the file is opened again."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        raw = name.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")

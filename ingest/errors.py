@@ -11,6 +11,7 @@ from __future__ import annotations
 from foundation.errors import CrashfleetError
 
 __all__ = [
+    "AccessDenied",
     "EndpointUnreachable",
     "IngestError",
     "InvalidRange",
@@ -75,3 +76,12 @@ class UploadNotFound(PermanentIngestError):
     def __init__(self, key: str, upload_id: str):
         self.key, self.upload_id = key, upload_id
         super().__init__(f"multipart upload {upload_id!r} for {key!r} not found")
+
+
+class AccessDenied(PermanentIngestError):
+    """The credentials may not do this. A write-only principal (the agent's S3 policy: put
+    under its prefix, read nothing) gets it for a HEAD of a key, present or not."""
+
+    def __init__(self, key: str, *, endpoint: str | None = None):
+        self.key = key
+        super().__init__(f"access denied to key {key!r}", endpoint=endpoint)

@@ -17,6 +17,7 @@ import kafka.errors
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
+from foundation.secrets import read_secret_file
 from ingest.errors import EndpointUnreachable, RetryableIngestError
 from ingest.eventlog import Record, TopicPartition
 
@@ -31,10 +32,19 @@ def kafka_client_options(settings: Any) -> dict[str, Any]:
         "request_timeout_s": settings.request_timeout_s,
         "security_protocol": settings.security_protocol,
     }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_check_hostname"] = settings.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, key):
+                opts[key] = getattr(settings, key)
     if settings.sasl_mechanism:
+        password = settings.sasl_password
+        if settings.sasl_password_file:
+            password = read_secret_file(settings.sasl_password_file,
+                                        key="kafka.sasl_password_file")
         opts.update(sasl_mechanism=settings.sasl_mechanism,
                     sasl_plain_username=settings.sasl_username,
-                    sasl_plain_password=settings.sasl_password)
+                    sasl_plain_password=password)
     return opts
 
 

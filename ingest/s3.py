@@ -18,6 +18,7 @@ import botocore.session
 from botocore.config import Config
 
 from ingest.errors import (
+    AccessDenied,
     EndpointUnreachable,
     InvalidRange,
     ObjectNotFound,
@@ -55,6 +56,7 @@ class S3ObjectStore:
         max_attempts: int = 3,
         sse: str = "none",
         sse_kms_key_id: str = "",
+        ca_bundle: str = "",
         client: Any = None,
     ):
         if len(bucket) < 3:
@@ -73,6 +75,8 @@ class S3ObjectStore:
             "s3",
             endpoint_url=endpoint_url or None,
             region_name=region,
+            # TLS certificates are always verified: against a private CA when one is given.
+            verify=ca_bundle or None,
             config=Config(
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
@@ -88,13 +92,14 @@ class S3ObjectStore:
         )
 
     @classmethod
-    def from_settings(cls, s3: Any) -> S3ObjectStore:
-        """Build from an ``S3Settings`` section."""
+    def from_settings(cls, s3: Any, *, bucket: str | None = None) -> S3ObjectStore:
+        """Build from an ``S3Settings`` section (the one place settings become a client);
+        ``bucket`` overrides the configured bucket (``s3://bucket/key`` on the command line)."""
         return cls(
-            s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
+            bucket or s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
             addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
             read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts, sse=s3.sse,
-            sse_kms_key_id=s3.sse_kms_key_id,
+            sse_kms_key_id=s3.sse_kms_key_id, ca_bundle=getattr(s3, "ca_bundle", ""),
         )
 
     @property
@@ -136,8 +141,11 @@ class S3ObjectStore:
         try:
             r = self._call("head_object", Key=key)
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
                 return None
+            if status == 403:
+                raise AccessDenied(key, endpoint=self.endpoint) from exc
             raise
         return ObjectInfo(key=key, size=int(r["ContentLength"]), etag=r["ETag"].strip('"'),
                           metadata=dict(r.get("Metadata", {})))

@@ -8,8 +8,8 @@ tainted crash never merges with an untainted one.
 
 Normalization makes one bug look the same on every host and kernel build: offsets, sizes
 and compiler suffixes (``.isra.0``, ``.constprop.0``, ``.part.0``, ``.cold``) are dropped, bare
-addresses become ``??``, syscall wrappers lose their ABI prefixes, and numbered thread names
-(``vdeferio8_1``) are folded (``vdeferio*``) where a name is used.
+addresses become ``??`` and syscall wrappers lose their ABI prefixes. Thread names are not
+part of a signature (a leaked kthread's name varies with the module instance).
 
 Pure: no I/O beyond reading the packaged data files once.
 """
@@ -25,14 +25,18 @@ from importlib import resources
 
 __all__ = [
     "MAX_FRAMES",
+    "DataRule",
     "Finding",
     "Frame",
+    "FrameDecision",
     "Signature",
     "SignatureInput",
     "compute_signature",
     "load_patterns",
-    "normalize_comm",
+    "load_rules",
+    "normalization_steps",
     "normalize_function",
+    "walk_frames",
 ]
 
 MAX_FRAMES = 5  # frames that count towards a signature (prefix frames do not)
@@ -41,7 +45,6 @@ MAX_TEXT = 255  # characters of signature text, as Socorro
 _SUFFIX = re.compile(r"(\.(isra|constprop|part|cold|llvm|lto_priv)(\.\d+)?)+$")
 _OFFSET = re.compile(r"\+0x[0-9a-f]+(/0x[0-9a-f]+)?$")
 _SYSCALL = re.compile(r"^(__x64_sys_|__ia32_sys_|__se_sys_|__do_sys_|__ia32_compat_sys_|ksys_)")
-_COMM_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -96,27 +99,67 @@ def normalize_function(name: str) -> str:
     return name
 
 
-def normalize_comm(comm: str) -> str:
-    """Fold numbers in thread names: ``vdeferio8_1`` -> ``vdeferio*``, ``kworker/3:1`` ->
-    ``kworker/*``."""
-    folded = _COMM_DIGITS.sub("*", comm)
-    return re.sub(r"\*(?:[_:/.-]?\*)+", "*", folded)
+def normalization_steps(name: str) -> tuple[str, ...]:
+    """What :func:`normalize_function` changes in ``name``, one sentence a step."""
+    steps = []
+    name = name.strip()
+    m = _OFFSET.search(name)
+    if m:
+        steps.append(f"offset {m[0]} dropped")
+        name = name[: m.start()]
+    m = _SUFFIX.search(name)
+    if m:
+        steps.append(f"compiler suffix {m[0]} dropped")
+        name = name[: m.start()]
+    m = _SYSCALL.match(name)
+    if m:
+        steps.append(f"syscall prefix {m[0]} folded to sys_")
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class DataRule:
+    """One line of a data file: ``file`` name, 1-based ``line``, the ``pattern`` text."""
+
+    file: str
+    line: int
+    pattern: str
 
 
 @functools.cache
-def load_patterns(name: str) -> tuple[re.Pattern[str], ...]:
-    """The compiled regexes of data file ``name`` (``skip_frames.txt``, ``prefix_frames.txt``)."""
+def load_rules(name: str) -> tuple[tuple[re.Pattern[str], DataRule], ...]:
+    """The compiled regexes of data file ``name`` (``skip_frames.txt``, ``prefix_frames.txt``)
+    with the line each comes from."""
     text = resources.files(__package__).joinpath("data", name).read_text()
     out = []
-    for line in text.splitlines():
-        line = line.strip()
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
         if line and not line.startswith("#"):
-            out.append(re.compile(line))
+            out.append((re.compile(line), DataRule(name, n, line)))
     return tuple(out)
 
 
-def _matches(patterns: Iterable[re.Pattern[str]], name: str) -> bool:
-    return any(p.fullmatch(name) for p in patterns)
+def load_patterns(name: str) -> tuple[re.Pattern[str], ...]:
+    """The compiled regexes of data file ``name``, in file order."""
+    return tuple(p for p, _ in load_rules(name))
+
+
+def _rule(rules: Iterable[tuple[re.Pattern[str], DataRule]], name: str) -> DataRule | None:
+    return next((r for p, r in rules if p.fullmatch(name)), None)
+
+
+@dataclass(frozen=True)
+class FrameDecision:
+    """What the signature did with one frame: ``verdict`` ``kept``, ``prefix`` (kept, not
+    counted), ``skipped`` (by ``rule``), ``unreliable``, ``repeated`` or ``past budget``;
+    ``raw`` the frame as given, ``text`` as the signature spells it, ``normalizations`` the
+    steps from one to the other."""
+
+    raw: str
+    text: str
+    verdict: str
+    rule: DataRule | None
+    normalizations: tuple[str, ...]
 
 
 def _frame_text(f: Frame) -> str:
@@ -124,28 +167,44 @@ def _frame_text(f: Frame) -> str:
     return f"{fn} [{f.module}]" if f.module else fn
 
 
+def walk_frames(rip: Frame | None, frames: Sequence[Frame],
+                max_frames: int = MAX_FRAMES) -> tuple[FrameDecision, ...]:
+    """The decision on every frame (the RIP first, always reliable): crash path and
+    unreliable frames skipped, prefix frames kept without counting, up to ``max_frames``
+    counted frames."""
+    skip = load_rules("skip_frames.txt")
+    prefix = load_rules("prefix_frames.txt")
+    out: list[FrameDecision] = []
+    last: str | None = None
+    counted = 0
+    for i, f in enumerate(([rip] if rip is not None else []) + list(frames)):
+        raw = (f.function or "??") + (f" [{f.module}]" if f.module else "")
+        steps = normalization_steps(f.function) if f.function else ()
+        name = normalize_function(f.function) if f.function else None
+        text = _frame_text(f)
+        rule = None
+        if counted >= max_frames:
+            verdict = "past budget"
+        elif not f.reliable and not (i == 0 and rip is not None):
+            verdict = "unreliable"
+        elif name is not None and (rule := _rule(skip, name)) is not None:
+            verdict = "skipped"
+        elif text == last:
+            verdict = "repeated"  # recursion and repeated unresolved addresses add nothing
+        else:
+            last = text
+            rule = _rule(prefix, name) if name is not None else None
+            verdict = "prefix" if rule is not None else "kept"
+            counted += rule is None
+        out.append(FrameDecision(raw, text, verdict, rule, steps))
+    return tuple(out)
+
+
 def select_frames(rip: Frame | None, frames: Sequence[Frame],
                   max_frames: int = MAX_FRAMES) -> tuple[str, ...]:
-    """The normalized frames of a signature: RIP first, crash path and unreliable frames
-    skipped, prefix frames kept without counting."""
-    skip = load_patterns("skip_frames.txt")
-    prefix = load_patterns("prefix_frames.txt")
-    out: list[str] = []
-    counted = 0
-    candidates = ([rip] if rip is not None else []) + [f for f in frames if f.reliable]
-    for f in candidates:
-        name = normalize_function(f.function) if f.function else None
-        if name is not None and _matches(skip, name):
-            continue
-        text = _frame_text(f)
-        if out and out[-1] == text:
-            continue  # recursion and repeated unresolved addresses add nothing
-        out.append(text)
-        if name is None or not _matches(prefix, name):
-            counted += 1
-        if counted >= max_frames:
-            break
-    return tuple(out)
+    """The normalized frames of a signature (see :func:`walk_frames`)."""
+    return tuple(d.text for d in walk_frames(rip, frames, max_frames)
+                 if d.verdict in ("kept", "prefix"))
 
 
 def compute_signature(inp: SignatureInput) -> Signature:

@@ -25,6 +25,8 @@ clusters = sa.Table(
     sa.Column("first_seen", _TS, nullable=False),
     sa.Column("last_seen", _TS, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("title", sa.String(160)),  # first member's title (None: stored before titles)
+    sa.Column("alt_titles", sa.Text),  # JSON list: the titles a new crash may join it by
     # Distinct hosts (0002_web): counted when a host's first crash in the cluster is stored.
     sa.Column("hosts", sa.Integer, nullable=False, server_default="0"),
 )
@@ -56,6 +58,8 @@ crashes = sa.Table(
     sa.Column("taint", sa.String(32), nullable=False),
     sa.Column("findings", sa.Text, nullable=False),  # JSON list of {"kind", "module"}
     sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("title", sa.String(160)),
+    sa.Column("explanation", sa.Text),  # JSON: how the signature and title were made
     sa.Index("ix_crashes_cluster", "cluster_id"),
     sa.Index("ix_crashes_analyzed_at", "analyzed_at"),
 )

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
+from signature.titles import Title
 from store.aggregates import update_aggregates
 from store.schema import (
     cluster_kernels,
@@ -50,6 +51,8 @@ class CrashRecord:
     signature: Signature
     findings: tuple[dict[str, Any], ...]
     partial: bool
+    title: Title | None = None
+    explanation: dict[str, Any] | None = None  # how the signature was made (JSON-ready)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class ClusterRow:
     kernels: tuple[str, ...]
     first_seen: datetime
     last_seen: datetime
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class CrashRow:
     signature: str
     dump_key: str | None
     report_key: str | None
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,28 +170,20 @@ class CrashStore:
                     crashes.c.event_id == rec.event_id)).scalar_one()
                 return RecordOutcome(False, cid, False, False, False, ())
 
-            existing = conn.execute(sa.select(signatures.c.cluster_id).where(
-                signatures.c.id == sig.id)).scalar_one_or_none()
-            new_signature = existing is None
-            new_cluster = False
-            if existing is not None:
-                cluster_id = existing
-            else:
-                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames).where(
-                    clusters.c.panic_class == sig.panic_class,
-                    clusters.c.taint == sig.taint,
-                    clusters.c.findings == json.dumps(list(sig.findings)),
-                )).all()
-                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames))) for r in rows]
-                joined = choose_cluster(sig, cands)
-                cluster_id = joined or sig.id
-                new_cluster = joined is None
+            alts = rec.title.alternatives if rec.title is not None else ()
+            found, how = self._choose(conn, sig, alts)
+            new_signature = how != "signature"
+            new_cluster = how == "new"
+            cluster_id = found or sig.id
+            if new_signature:
                 if new_cluster:
                     conn.execute(self._insert(clusters).values(
                         id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
                         taint=sig.taint, findings=json.dumps(list(sig.findings)),
                         frames=json.dumps(list(sig.frames)), first_seen=seen_at,
                         last_seen=seen_at, count=0,
+                        title=rec.title.text if rec.title is not None else None,
+                        alt_titles=json.dumps(list(alts)),
                     ).on_conflict_do_nothing())
                 conn.execute(self._insert(signatures).values(
                     id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
@@ -202,6 +199,9 @@ class CrashStore:
                 report_key=rec.report_key, signature_id=sig.id, cluster_id=cluster_id,
                 panic_class=sig.panic_class, taint=sig.taint,
                 findings=json.dumps(list(rec.findings)), partial=rec.partial,
+                title=rec.title.text if rec.title is not None else None,
+                explanation=json.dumps(rec.explanation) if rec.explanation is not None
+                else None,
             ).on_conflict_do_nothing().returning(crashes.c.event_id)).first() is not None
             if not inserted:
                 # Another analyzer stored this event concurrently: undo our side rows.
@@ -228,6 +228,30 @@ class CrashStore:
             new_letters = tuple(sorted(set(sig.taint) - seen_letters))
         return RecordOutcome(True, cluster_id, new_signature, new_cluster, new_set,
                              new_letters)
+
+    def _choose(self, conn: sa.Connection, sig: Signature, titles: tuple[str, ...]
+                ) -> tuple[str | None, str]:
+        existing = conn.execute(sa.select(signatures.c.cluster_id).where(
+            signatures.c.id == sig.id)).scalar_one_or_none()
+        if existing is not None:
+            return existing, "signature"
+        rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames,
+                                      clusters.c.alt_titles).where(
+            clusters.c.panic_class == sig.panic_class,
+            clusters.c.taint == sig.taint,
+            clusters.c.findings == json.dumps(list(sig.findings)),
+        )).all()
+        cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames)),
+                                  tuple(json.loads(r.alt_titles or "[]"))) for r in rows]
+        joined = choose_cluster(sig, cands, titles)
+        return joined, "joined" if joined is not None else "new"
+
+    def cluster_for(self, sig: Signature, titles: tuple[str, ...] = ()) -> tuple[str | None, str]:
+        """Where a crash with ``sig`` and alternative ``titles`` would be filed, read-only:
+        ``(cluster id, "signature")`` for a known signature, ``(id, "joined")`` for a new one
+        that joins a cluster, ``(None, "new")`` for a new cluster."""
+        with self.engine.connect() as conn:
+            return self._choose(conn, sig, titles)
 
     def record_failure(self, event_id: str, error: str, attempts: int, *,
                        dead_lettered: bool) -> None:
@@ -264,7 +288,7 @@ class CrashStore:
             taint=r["taint"], findings=tuple(json.loads(r["findings"])), count=r["count"],
             hosts=int(r["hosts"]), kernels=tuple(sorted(kernels.get(r["id"], ()))),
             first_seen=_utc(r["first_seen"]) or r["first_seen"],
-            last_seen=_utc(r["last_seen"]) or r["last_seen"],
+            last_seen=_utc(r["last_seen"]) or r["last_seen"], title=r["title"],
         ) for r in rows]
 
     def crashes(self, cluster_id: str, limit: int = 1000) -> list[CrashRow]:
@@ -278,7 +302,15 @@ class CrashStore:
         return [CrashRow(event_id=r.event_id, host=r.host, kernel_release=r.kernel_release,
                          crash_time=_utc(r.crash_time),
                          analyzed_at=_utc(r.analyzed_at) or r.analyzed_at, signature=r.text,
-                         dump_key=r.dump_key, report_key=r.report_key) for r in rows]
+                         dump_key=r.dump_key, report_key=r.report_key, title=r.title)
+                for r in rows]
+
+    def explanation(self, event_id: str) -> dict[str, Any] | None:
+        """How the signature and title of one stored crash were made (None: not stored)."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(crashes.c.explanation).where(
+                crashes.c.event_id == event_id)).scalar_one_or_none()
+        return json.loads(raw) if raw else None
 
     def stats(self, top_clusters: int = 10) -> StoreStats:
         """Counts for the metrics collector; the top clusters by count, the rest as other.

@@ -124,6 +124,7 @@ class CrashEntry:
     dump_key: str | None
     report_key: str | None
     partial: bool
+    explanation: str | None = None  # JSON: how the signature and title were made
 
     @property
     def seen_at(self) -> datetime:
@@ -279,7 +280,8 @@ def _crash_entries(rows: Any) -> tuple[CrashEntry, ...]:
         analyzed_at=_utc(r.analyzed_at) or r.analyzed_at, signature_id=r.signature_id,
         signature=r.text, title=getattr(r, "title", None), panic_class=r.panic_class,
         taint=r.taint, findings=tuple(findings_json(r.findings)), dump_key=r.dump_key,
-        report_key=r.report_key, partial=bool(r.partial)) for r in rows)
+        report_key=r.report_key, partial=bool(r.partial),
+        explanation=getattr(r, "explanation", None)) for r in rows)
 
 
 def _crash_select() -> Any:

@@ -1,196 +1,21 @@
-"""Struct layouts from the kernel's BTF (``.BTF`` section), for a chosen list of types.
-
-Format: ``include/uapi/linux/btf.h``. A header (magic 0xeB9F) locates a type section and a
-string section; types are numbered from 1 in order, each a 12-byte ``btf_type`` followed by
-kind-specific data whose size depends on the kind and ``vlen``. Only the named structs and
-unions (and the members of their anonymous members, flattened) are materialised.
-"""
+"""Struct layouts from a vmlinux's BTF: the parser is :mod:`vmcore.btf` (one parser for BTF
+from a vmlinux and from a dump's memory); here its errors become the symbol cache's."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from symbol_cache.errors import MalformedInput
+from vmcore import btf as _btf
+from vmcore.btf import Member, StructLayout
+from vmcore.errors import BadBtf
 
 __all__ = ["Member", "StructLayout", "parse_btf_structs"]
 
-_MAGIC = 0xEB9F
-_HDR = struct.Struct("<HBBIIIII")
-_TYPE = struct.Struct("<III")
-_MAX_TYPES = 2_000_000
-_MAX_DEPTH = 16
-
-(_INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _VOLATILE, _CONST, _RESTRICT,
- _FUNC, _FUNC_PROTO, _VAR, _DATASEC, _FLOAT, _DECL_TAG, _TYPE_TAG, _ENUM64) = range(1, 20)
-
-# Extra bytes after btf_type: fixed, or per vlen item.
-_FIXED = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
-_PER_ITEM = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12, _ENUM64: 12}
-_MODIFIERS = {_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG}
-
-
-@dataclass(frozen=True)
-class Member:
-    """A struct member: ``bit_offset`` from the start of the struct, ``bit_size`` non-zero only
-    for bit-fields, ``size`` in bytes of its type, ``type`` its C type as text."""
-
-    name: str
-    bit_offset: int
-    bit_size: int
-    size: int
-    type: str
-
-    @property
-    def offset(self) -> int:
-        """Byte offset from the start of the struct."""
-        return self.bit_offset // 8
-
-
-@dataclass(frozen=True)
-class StructLayout:
-    """A struct or union: ``size`` in bytes and its members by name."""
-
-    name: str
-    kind: str
-    size: int
-    members: dict[str, Member]
-
-
-class _Btf:
-    def __init__(self, data: bytes):
-        if len(data) < _HDR.size:
-            raise MalformedInput("BTF shorter than its header")
-        magic, _ver, _flags, hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(
-            data)
-        if magic != _MAGIC:
-            raise MalformedInput(f"BTF magic {magic:#x} is not {_MAGIC:#x} (big-endian BTF?)")
-        t0, s0 = hdr_len + type_off, hdr_len + str_off
-        if t0 + type_len > len(data) or s0 + str_len > len(data):
-            raise MalformedInput("BTF type or string section outside the data")
-        self.data = data
-        self.strings = data[s0 : s0 + str_len]
-        self.offsets = [0]  # type id -> byte offset of its btf_type (id 0 is void)
-        pos, end = t0, t0 + type_len
-        while pos < end:
-            if len(self.offsets) > _MAX_TYPES:
-                raise MalformedInput(f"BTF has more than {_MAX_TYPES} types")
-            if pos + _TYPE.size > end:
-                raise MalformedInput("BTF type truncated", offset=pos)
-            _name, info, _size = _TYPE.unpack_from(data, pos)
-            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-            if kind in _FIXED:
-                extra = _FIXED[kind]
-            elif kind in _PER_ITEM:
-                extra = _PER_ITEM[kind] * vlen
-            elif 1 <= kind <= _ENUM64:
-                extra = 0
-            else:
-                raise MalformedInput(f"BTF type {len(self.offsets)} has unknown kind {kind}",
-                                     offset=pos)
-            self.offsets.append(pos)
-            pos += _TYPE.size + extra
-        if pos != end:
-            raise MalformedInput("BTF type section overruns its length", offset=pos)
-
-    def name(self, off: int) -> str:
-        end = self.strings.find(b"\0", off)
-        if off >= len(self.strings) or end < 0:
-            raise MalformedInput("BTF name offset outside the string section", offset=off)
-        return self.strings[off:end].decode("utf-8", "replace")
-
-    def type(self, tid: int) -> tuple[str, int, int, int, int]:
-        """(name, kind, vlen, kind_flag, size_or_type) of type ``tid``."""
-        if not 0 < tid < len(self.offsets):
-            raise MalformedInput(f"BTF type id {tid} out of range")
-        name_off, info, size = _TYPE.unpack_from(self.data, self.offsets[tid])
-        return self.name(name_off), (info >> 24) & 0x1F, info & 0xFFFF, info >> 31, size
-
-    def size_of(self, tid: int, depth: int = 0) -> int:
-        if tid == 0 or depth > _MAX_DEPTH:
-            return 0
-        _name, kind, _vlen, _kf, size = self.type(tid)
-        if kind in _MODIFIERS:
-            return self.size_of(size, depth + 1)
-        if kind == _PTR:
-            return 8
-        if kind == _ARRAY:
-            elem, _index, nelems = struct.unpack_from("<III", self.data,
-                                                      self.offsets[tid] + _TYPE.size)
-            return self.size_of(elem, depth + 1) * nelems
-        if kind in (_INT, _STRUCT, _UNION, _ENUM, _ENUM64, _FLOAT, _DATASEC):
-            return size
-        return 0
-
-    def type_name(self, tid: int, depth: int = 0) -> str:
-        if tid == 0:
-            return "void"
-        if depth > _MAX_DEPTH:
-            return "?"
-        name, kind, _vlen, kind_flag, size = self.type(tid)
-        if kind == _PTR:
-            return self.type_name(size, depth + 1) + " *"
-        if kind == _ARRAY:
-            elem, _index, nelems = struct.unpack_from("<III", self.data,
-                                                      self.offsets[tid] + _TYPE.size)
-            return f"{self.type_name(elem, depth + 1)}[{nelems}]"
-        if kind in (_CONST, _VOLATILE, _RESTRICT, _TYPE_TAG):
-            prefix = {_CONST: "const ", _VOLATILE: "volatile ", _RESTRICT: "restrict "}
-            return prefix.get(kind, "") + self.type_name(size, depth + 1)
-        if kind in (_STRUCT, _UNION) or (kind == _FWD):
-            tag = "union" if kind == _UNION or (kind == _FWD and kind_flag) else "struct"
-            return f"{tag} {name or '(anon)'}"
-        if kind in (_ENUM, _ENUM64):
-            return f"enum {name or '(anon)'}"
-        if kind == _FUNC_PROTO:
-            return "func"
-        return name or "?"
-
-    def members(self, tid: int, base_bits: int, out: dict[str, Member], depth: int) -> None:
-        if depth > _MAX_DEPTH:
-            raise MalformedInput("BTF anonymous members nest too deeply")
-        _name, _kind, vlen, kind_flag, _size = self.type(tid)
-        pos = self.offsets[tid] + _TYPE.size
-        for i in range(vlen):
-            name_off, mtype, moff = struct.unpack_from("<III", self.data, pos + 12 * i)
-            bit_off, bit_size = (moff & 0xFFFFFF, moff >> 24) if kind_flag else (moff, 0)
-            mname = self.name(name_off)
-            resolved = self._strip(mtype)
-            if not mname:
-                rkind = self.type(resolved)[1] if resolved else 0
-                if rkind in (_STRUCT, _UNION):  # anonymous struct/union: flatten
-                    self.members(resolved, base_bits + bit_off, out, depth + 1)
-                continue
-            out.setdefault(mname, Member(mname, base_bits + bit_off, bit_size,
-                                         self.size_of(mtype), self.type_name(mtype)))
-
-    def _strip(self, tid: int) -> int:
-        for _ in range(_MAX_DEPTH):
-            if tid == 0:
-                return 0
-            _n, kind, _v, _kf, size = self.type(tid)
-            if kind not in _MODIFIERS:
-                return tid
-            tid = size
-        return tid
-
 
 def parse_btf_structs(data: bytes, names: Iterable[str]) -> dict[str, StructLayout]:
-    """Layouts of the structs/unions called ``names`` that BTF defines (missing names are
-    skipped: feature detection is the reader's job). The first complete definition wins."""
-    btf = _Btf(data)
-    wanted = set(names)
-    out: dict[str, StructLayout] = {}
-    for tid in range(1, len(btf.offsets)):
-        name_off, info, size = _TYPE.unpack_from(btf.data, btf.offsets[tid])
-        kind = (info >> 24) & 0x1F
-        if kind not in (_STRUCT, _UNION) or not name_off:
-            continue
-        name = btf.name(name_off)
-        if name not in wanted or name in out:
-            continue
-        members: dict[str, Member] = {}
-        btf.members(tid, 0, members, 0)
-        out[name] = StructLayout(name, "union" if kind == _UNION else "struct", size, members)
-    return out
+    """:func:`vmcore.btf.parse_btf_structs`, raising :class:`MalformedInput` for bad BTF."""
+    try:
+        return _btf.parse_btf_structs(data, names)
+    except BadBtf as exc:
+        raise MalformedInput(exc.what, offset=exc.offset) from exc

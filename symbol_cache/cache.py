@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import re
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import structlog
 
 from ingest.errors import RetryableIngestError
+from symbol_cache._locks import exclusive_lock, expires_at
 from symbol_cache.builder import DEFAULT_STRUCTS, build_pack
 from symbol_cache.errors import (
     BuildIdMismatch,
@@ -233,11 +233,7 @@ class SymbolCache:
         info = store.head(self._failure_key(build_id))
         if info is None:
             return
-        try:
-            expires = float(info.metadata.get("expires", "0"))
-        except ValueError:
-            expires = 0.0
-        if expires <= time.time():
+        if expires_at(info.metadata) <= time.time():
             return
         detail = store.get_range(self._failure_key(build_id), 0, 4096).decode("utf-8",
                                                                              "replace")
@@ -246,13 +242,8 @@ class SymbolCache:
 
     @contextlib.contextmanager
     def _local_lock(self, build_id: str) -> Iterator[None]:
-        lock = self.disk.root / f".{build_id}.building"
-        with lock.open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with exclusive_lock(self.disk.root / f".{build_id}.building"):
+            yield
 
     def import_vmlinux(self, vmlinux: Path, *, expect_build_id: str | None = None,
                        source: str = "import", publish: bool = True) -> SymbolPack:

@@ -60,7 +60,7 @@ class NotFound(PermanentSymbolError):
 
 
 class BuildIdMismatch(PermanentSymbolError):
-    """A vmlinux or pack whose build-id differs from the one asked for; never used."""
+    """A vmlinux or pack whose build-id differs from the one asked for."""
 
     def __init__(self, expected: str, actual: str, *, path: str | None = None):
         self.expected = expected
@@ -74,7 +74,7 @@ class BuildIdMismatch(PermanentSymbolError):
 
 
 class ReleaseMismatch(PermanentSymbolError):
-    """A vmlinux found by release whose banner is not the wanted kernel's; never used."""
+    """A vmlinux found by release whose banner is not the wanted kernel's."""
 
     def __init__(self, expected: str, actual: str | None, *, path: str | None = None):
         self.expected = expected

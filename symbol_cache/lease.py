@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ingest.objectstore import ObjectStore
+from symbol_cache._locks import expires_at
 
 __all__ = ["BuildLease"]
 
@@ -43,11 +44,7 @@ class BuildLease:
             info = self.store.head(self.key)
             if info is None:
                 continue  # released between our attempt and the head: try again
-            try:
-                expires = float(info.metadata.get("expires", "0"))
-            except ValueError:
-                expires = 0.0
-            if expires > self.clock():
+            if expires_at(info.metadata) > self.clock():
                 return False
             self.store.delete(self.key)  # stale: its builder died
         return False
@@ -76,16 +73,6 @@ class BuildLease:
         finally:
             stop.set()
             thread.join()
-
-    def active(self) -> bool:
-        """True while some process holds an unexpired lease."""
-        info = self.store.head(self.key)
-        if info is None:
-            return False
-        try:
-            return float(info.metadata.get("expires", "0")) > self.clock()
-        except ValueError:
-            return False
 
     def release(self) -> None:
         if self.held:

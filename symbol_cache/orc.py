@@ -1,4 +1,5 @@
-"""The x86-64 ORC unwind tables of a pack (``.orc_unwind_ip``, ``.orc_unwind``, ``.orc_header``).
+"""The x86-64 ORC unwind tables of a pack (``.orc_unwind_ip``, ``.orc_unwind``, ``.orc_header``);
+the section decoder and the lookup are :mod:`vmcore.orc`'s.
 
 Entries are kept as the kernel's 6-byte ``struct orc_entry`` (``arch/x86/include/asm/
 orc_types.h``): ``s16 sp_offset; s16 bp_offset;`` then a 16-bit word whose low byte holds
@@ -10,30 +11,18 @@ version numbers; :attr:`OrcEntry.flags` is the raw high byte.
 
 from __future__ import annotations
 
-import bisect
 import struct
 from array import array
-from dataclasses import dataclass
 
 from symbol_cache._lazy import Lazy, compress
 from symbol_cache.errors import MalformedInput
+from vmcore.errors import BadOrc
+from vmcore.orc import OrcEntry, decode_orc_sections, orc_lookup
 
 __all__ = ["OrcEntry", "OrcTable"]
 
 _ENTRY = struct.Struct("<hhH")
 _MAX_ENTRIES = 16_000_000
-
-
-@dataclass(frozen=True)
-class OrcEntry:
-    """One ORC rule; offsets in bytes, registers as ORC_REG_* numbers."""
-
-    ip: int
-    sp_offset: int
-    bp_offset: int
-    sp_reg: int
-    bp_reg: int
-    flags: int
 
 
 class OrcTable:
@@ -91,37 +80,13 @@ class OrcTable:
     @classmethod
     def from_sections(cls, ip_section: bytes, ip_addr: int, unwind: bytes,
                       header: bytes | None) -> OrcTable:
-        """Decode the kernel's sections: each ``orc_unwind_ip`` value is a signed 32-bit offset
-        from its own address."""
-        if len(ip_section) % 4 or len(unwind) != (len(ip_section) // 4) * _ENTRY.size:
-            raise MalformedInput(
-                f"ORC sections disagree: {len(ip_section)} ip bytes, {len(unwind)} entry bytes")
-        rel = array("i")
-        rel.frombytes(ip_section)
-        absolute = [ip_addr + 4 * i + r for i, r in enumerate(rel)]
-        if not absolute:
-            return cls(0, array("I"), b"", header)
-        base = min(absolute)
-        if max(absolute) - base > 0xFFFFFFFF:
-            raise MalformedInput("ORC instruction pointers span more than 4 GiB")
-        order = list(range(len(absolute)))
-        if any(absolute[i] > absolute[i + 1] for i in range(len(absolute) - 1)):
-            order.sort(key=absolute.__getitem__)  # the kernel's sorttable normally did this
-        ips = array("I", (absolute[i] - base for i in order))
-        if order == sorted(order):
-            entries = bytes(unwind)
-        else:
-            entries = b"".join(unwind[i * 6 : i * 6 + 6] for i in order)
+        """Decode the kernel's sections (:func:`vmcore.orc.decode_orc_sections`)."""
+        try:
+            base, ips, entries = decode_orc_sections(ip_section, ip_addr, unwind)
+        except BadOrc as exc:
+            raise MalformedInput(exc.what) from exc
         return cls(base, ips, entries, header)
 
     def lookup(self, address: int) -> OrcEntry | None:
         """The ORC entry governing link-time ``address`` (None before the first ip)."""
-        rel = address - self.base
-        if rel < 0 or rel > 0xFFFFFFFF:
-            return None
-        i = bisect.bisect_right(self.ips, rel) - 1
-        if i < 0:
-            return None
-        sp_off, bp_off, word = _ENTRY.unpack_from(self.entries, i * _ENTRY.size)
-        return OrcEntry(ip=self.base + self.ips[i], sp_offset=sp_off, bp_offset=bp_off,
-                        sp_reg=word & 0xF, bp_reg=(word >> 4) & 0xF, flags=word >> 8)
+        return orc_lookup(self.base, self.ips, self.entries, address)

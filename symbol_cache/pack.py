@@ -32,6 +32,7 @@ from symbol_cache.errors import BuildIdMismatch, CorruptPack, MalformedInput
 from symbol_cache.lines import LineInfo, LineTable
 from symbol_cache.orc import OrcTable
 from symbol_cache.symtab import SymbolTable
+from vmcore.btf import member_offset
 
 __all__ = ["FORMAT_VERSION", "PackMeta", "SymbolPack", "decode_pack", "encode_pack"]
 
@@ -86,18 +87,7 @@ class SymbolPack:
     def member_offset(self, struct_name: str, path: str) -> int | None:
         """Byte offset of dotted member ``path`` (``thread.sp``) in ``struct_name``, or None
         when the struct or a member is not in the pack."""
-        offset = 0
-        layout = self.types.get(struct_name)
-        parts = path.split(".")
-        for n, part in enumerate(parts):
-            if layout is None or part not in layout.members:
-                return None
-            member = layout.members[part]
-            offset += member.offset
-            if n + 1 < len(parts):
-                layout = self.types.get(member.type.removeprefix("struct ")
-                                        .removeprefix("union "))
-        return offset
+        return member_offset(self.types, struct_name, path)
 
 
 def _types_json(types: dict[str, StructLayout]) -> bytes:

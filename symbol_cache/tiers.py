@@ -7,7 +7,6 @@ Tiers store encoded packs by build-id and never interpret them; the cache decode
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import uuid
 from collections import OrderedDict
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ingest.objectstore import ObjectStore
+from symbol_cache._locks import exclusive_lock
 from symbol_cache.identity import normalize_build_id
 from symbol_cache.pack import SymbolPack
 
@@ -74,12 +74,8 @@ class DiskTier:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with (self.root / ".lock").open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with exclusive_lock(self.root / ".lock"):
+            yield
 
     def entries(self) -> list[tuple[str, int, float]]:
         """(build-id, bytes, last use as Unix seconds) of every pack, oldest first."""

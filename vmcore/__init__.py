@@ -1,4 +1,9 @@
-"""analyzer: decode Linux kernel crash dumps without debug symbols.
+"""vmcore: read a Linux kernel crash dump and build its report — the pure dump library.
+
+It takes bytes through a small ranged-reader protocol (:class:`~vmcore.source.ByteSource`) and
+a kernel's symbols through :class:`~vmcore.symbols.KernelSymbols`, and imports no service
+dependency and no other crashfleet package (import-linter checks it). With symbols, deep
+analysis reads the crashed task, its stack, the modules and findings from memory.
 
 Public surface (imported lazily so ``crashfleet analyze`` starts fast):
 
@@ -8,7 +13,8 @@ Public surface (imported lazily so ``crashfleet analyze`` starts fast):
 - :func:`open_dump`, :func:`read_log`, :func:`format_dmesg`, :func:`parse_log`.
 - Byte sources: :class:`LocalFileSource`, :class:`ObjectStoreSource`, :class:`BytesSource`.
 - Flattened dumps: :class:`FlatIndexBuilder` (one pass over streamed chunks), :class:`FlatIndex`.
-- Errors: :mod:`vmcore.errors`.
+- Deep analysis: :mod:`vmcore.deep`; the symbol protocol: :mod:`vmcore.symbols`.
+- Errors: :mod:`vmcore.errors` (each with ``retryable``).
 """
 
 from __future__ import annotations
@@ -58,4 +64,4 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'analyzer' has no attribute {name!r}")
+    raise AttributeError(f"module 'vmcore' has no attribute {name!r}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vmcore.errors import AnalyzerError
+from vmcore.findings import log_findings, merge_findings
 from vmcore.formats import Dump, detect, open_dump
 from vmcore.formats.diskdump import KdumpHeader, parse_header
 from vmcore.formats.elf import ElfVmcore
@@ -23,6 +24,7 @@ from vmcore.notes import parse_notes, parse_prstatus
 from vmcore.oops import LogAnalysis, Oops, parse_log
 from vmcore.printk import PrintkLog
 from vmcore.report import (
+    SYMBOLS_DUMP,
     CpuState,
     DumpInfo,
     FaultInfo,
@@ -42,6 +44,7 @@ from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 
 if TYPE_CHECKING:
     from vmcore.symbols import KernelSymbols
+    from vmcore.x86_64 import KernelMemory
 
 __all__ = ["Analysis", "DumpHeader", "PackProvider", "analyze", "read_header", "read_log"]
 
@@ -140,10 +143,11 @@ class Analysis:
 
 
 def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
-            symbols: PackProvider | None = None) -> Analysis:
+            symbols: PackProvider | None = None, dump_symbols: bool = False) -> Analysis:
     """Open ``src``, read the kernel log, parse the oopses and build the report; with
     ``symbols`` (a pack provider) also read the crashed task, its stack, the modules and the
-    findings from memory (the report is then ``symbolized``)."""
+    findings from memory (the report is then ``symbolized``). With ``dump_symbols``, when no
+    pack matches, the same from the dump's own kallsyms, BTF and ORC (v6.0+ kernels)."""
     dump = open_dump(src, flat_index)
     notes: list[str] = []
     failed = False
@@ -180,28 +184,70 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
         incomplete=kd.incomplete if kd else False, nr_cpus=kd.nr_cpus if kd else None,
     )
     report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed)
-    if symbols is not None and info is not None:
-        report = _with_memory(report, dump, info, symbols, oa)
+    report = dataclasses.replace(report, findings=log_findings(report))
+    if (symbols is not None or dump_symbols) and info is not None:
+        report = _with_memory(report, dump, info, symbols, oa, dump_symbols)
     return Analysis(report, log, oa)
 
 
-def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider,
-                 oa: LogAnalysis | None) -> Report:
-    """``report`` with what memory says; any failure leaves it log-based with a note."""
-    from vmcore.deep import analyze_memory, report_parts
+def symbols_label(pack: KernelSymbols) -> str:
+    """What ``Report.symbols`` says of ``pack``: ``pack <build-id>``, or the dump's own."""
+    if getattr(pack, "from_dump", False):
+        return SYMBOLS_DUMP
+    return f"pack {pack.build_id}"
+
+
+def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider | None,
+                 oa: LogAnalysis | None, dump_symbols: bool) -> Report:
+    """``report`` with what memory says, read with the provider's pack, else (no pack, or
+    not the dump's kernel) with the dump's own symbols when ``dump_symbols``; any failure
+    leaves it log-based with a note."""
     from vmcore.x86_64 import KernelMemory
 
-    try:
-        pack = symbols(info)
-    except Exception as exc:  # a symbol source failing must not lose the log-based report
-        return dataclasses.replace(report, notes=(
-            *report.notes, f"symbols: no pack ({type(exc).__name__}: {exc})"))
-    if pack is None:
-        return dataclasses.replace(report, notes=(*report.notes, "symbols: no pack"))
-    primary = oa.primary if oa else None
+    notes: list[str] = []
+    pack: KernelSymbols | None = None
+    if symbols is not None:
+        try:
+            pack = symbols(info)
+        except Exception as exc:  # a symbol source failing must not lose the log-based report
+            notes.append(f"symbols: no pack ({type(exc).__name__}: {exc})")
+        else:
+            if pack is None:
+                notes.append("symbols: no pack")
     try:
         hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
         mem = KernelMemory(dump.read_phys, info, hdr_pb)
+    except AnalyzerError as exc:
+        return dataclasses.replace(report, partial=True, notes=(
+            *report.notes, *notes, f"memory: {type(exc).__name__}: {exc}"))
+    if pack is not None:
+        done = _deep(report, mem, dump, info, pack, oa, notes)
+        if done is not None:
+            return done
+    if dump_symbols:
+        from vmcore.dumpsyms import symbols_from_dump
+
+        try:
+            own = symbols_from_dump(mem.read, info)
+        except AnalyzerError as exc:
+            notes.append(f"symbols: none from the dump ({exc})")
+        else:
+            notes.extend(f"symbols: {n}" for n in own.notes)
+            done = _deep(report, mem, dump, info, own, oa, notes)
+            if done is not None:
+                return dataclasses.replace(done, partial=done.partial or bool(own.notes))
+    failed = any(n.startswith("memory:") for n in notes)
+    return dataclasses.replace(report, notes=(*report.notes, *notes),
+                               partial=report.partial or failed)
+
+
+def _deep(report: Report, mem: KernelMemory, dump: Dump, info: VmcoreInfo,
+          pack: KernelSymbols, oa: LogAnalysis | None, notes: list[str]) -> Report | None:
+    """``report`` with the memory analysis on ``pack``; None (and a note) when it failed."""
+    from vmcore.deep import analyze_memory, report_parts
+
+    primary = oa.primary if oa else None
+    try:
         ma = analyze_memory(
             mem, info, pack, parse_prstatus(dump.notes),
             oops_cpu=primary.cpu if primary else None,
@@ -209,11 +255,14 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
             fault_address=primary.fault_address if primary else None,
             bug_location=report.bug_location)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
-        return dataclasses.replace(report, partial=True, notes=(
-            *report.notes, f"memory: {type(exc).__name__}: {exc}"))
+        notes.append(f"memory: {type(exc).__name__}: {exc}")
+        return None
     mi, findings = report_parts(ma)
-    return dataclasses.replace(report, symbolized=True, memory=mi, findings=findings,
-                               partial=report.partial or ma.partial)
+    return dataclasses.replace(report, symbolized=True, memory=mi,
+                               findings=merge_findings(findings, report.findings),
+                               partial=report.partial or ma.partial,
+                               symbols=symbols_label(pack),
+                               notes=(*report.notes, *notes))
 
 
 # "[    4.067940] [     T95] " / "[    4.067940] " as dmesg, makedumpfile --dump-dmesg and
@@ -228,7 +277,7 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
     if len(text) > MAX_LOG_TEXT:
         text = text[-MAX_LOG_TEXT:]  # the oops and panic are at the end
     lines = [_DMESG_PREFIX.sub("", ln) for ln in
-             text.decode("utf-8", errors="replace").splitlines()]
+             text.decode("utf-8", errors="replace").replace("\x00", "\ufffd").splitlines()]
     oa = parse_log("\n".join(lines))
     hdr = DumpHeader(format="log-only", compression="none", size=len(text), kernel_release=None,
                      kernel_version=None, machine=None, build_id=None, crash_time=None,
@@ -236,17 +285,16 @@ def analyze_log(text: bytes, *, source: str) -> Analysis:
     dinfo = DumpInfo(format="log-only", compression="none", size=len(text), page_size=0,
                      source=source)
     report = _build_report(dinfo, hdr, None, None, oa, (), [], False)
+    report = dataclasses.replace(report, findings=log_findings(report))
     return Analysis(report, None, oa)
 
 
-def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
-                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
-                  notes: list[str], failed: bool) -> Report:
-    primary: Oops | None = oa.primary if oa else None
+def _kernel_info(hdr: DumpHeader, info: VmcoreInfo | None, oa: LogAnalysis | None,
+                 primary: Oops | None) -> KernelInfo:
     phys_base = None
     if info is not None and "phys_base" in info.numbers:
         phys_base = info.numbers["phys_base"] & (2**64 - 1)
-    kernel = KernelInfo(
+    return KernelInfo(
         release=hdr.kernel_release or (primary.kernel_release if primary else None),
         version=hdr.kernel_version or (primary.kernel_version if primary else None),
         build_id=hdr.build_id,
@@ -255,7 +303,10 @@ def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
         if not (oa and oa.kernel_offset is not None) else oa.kernel_offset,
         phys_base=phys_base,
     )
-    panic = PanicInfo(
+
+
+def _panic_info(oa: LogAnalysis | None, primary: Oops | None) -> PanicInfo:
+    return PanicInfo(
         message=oa.panic_message if oa else None,
         klass=oa.klass if oa else "unknown",
         qualifiers=oa.qualifiers if oa else (),
@@ -264,56 +315,80 @@ def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
         if oa and oa.panic_message is not None
         else (primary.die_line or primary.headline) if primary else None,
     )
-    task = TaskInfo(primary.comm, primary.pid, primary.cpu, primary.uid) if primary \
-        else TaskInfo(None, None, None)
-    taint = modules = rip = fault = None
-    frames: tuple[FrameInfo, ...] = ()
-    bug_location = None
-    if primary is not None:
-        t = primary.taint
-        if t is not None:
-            taint = TaintInfo(
-                string=t.text, flags=tuple(f.letter for f in t.flags),
-                letters="" if t.mask == 0 and not t.unknown
-                else ("P" if t.mask & 1 else "G") + t.letters.replace("P", ""),
-                names=tuple(f.name for f in t.flags), meanings=tuple(f.meaning for f in t.flags),
-                mask=t.mask)
-        if primary.modules is not None or primary.last_unloaded is not None:
-            mods = primary.modules or ()
-            lu = primary.last_unloaded
-            modules = ModulesInfo(
-                loaded=tuple(m.name for m in mods),
-                taints={m.name: m.taints for m in mods if m.taints},
-                last_unloaded=lu.name if lu else None,
-                last_unloaded_taints=(lu.taints or None) if lu else None)
-        if primary.rip is not None:
-            r = primary.rip
-            rip = RipInfo(r.text, r.function, r.offset, r.size, r.module, r.address)
-        pf = primary.page_fault
-        if pf is not None or primary.fault_address is not None:
-            fault = FaultInfo(
-                address=primary.fault_address, error_code=pf.error_code if pf else None,
-                error_flags=pf.error_flags if pf else (), access=pf.access if pf else None,
-                privilege=pf.privilege if pf else None, mode=pf.mode if pf else None,
-                reason=pf.reason if pf else None)
-        frames = tuple(FrameInfo(f.location.function, f.location.offset, f.location.size,
-                                 f.location.module, f.location.address, f.reliable, f.context)
-                       for f in primary.frames)
-        if primary.bug_file:
-            bug_location = f"{primary.bug_file}:{primary.bug_line}"
-    oopses = tuple(
+
+
+def _taint_info(primary: Oops) -> TaintInfo | None:
+    t = primary.taint
+    if t is None:
+        return None
+    return TaintInfo(
+        string=t.text, flags=tuple(f.letter for f in t.flags),
+        letters="" if t.mask == 0 and not t.unknown
+        else ("P" if t.mask & 1 else "G") + t.letters.replace("P", ""),
+        names=tuple(f.name for f in t.flags), meanings=tuple(f.meaning for f in t.flags),
+        mask=t.mask)
+
+
+def _modules_info(primary: Oops) -> ModulesInfo | None:
+    if primary.modules is None and primary.last_unloaded is None:
+        return None
+    mods = primary.modules or ()
+    lu = primary.last_unloaded
+    return ModulesInfo(
+        loaded=tuple(m.name for m in mods),
+        taints={m.name: m.taints for m in mods if m.taints},
+        last_unloaded=lu.name if lu else None,
+        last_unloaded_taints=(lu.taints or None) if lu else None)
+
+
+def _fault_info(primary: Oops) -> FaultInfo | None:
+    pf = primary.page_fault
+    if pf is None and primary.fault_address is None:
+        return None
+    return FaultInfo(
+        address=primary.fault_address, error_code=pf.error_code if pf else None,
+        error_flags=pf.error_flags if pf else (), access=pf.access if pf else None,
+        privilege=pf.privilege if pf else None, mode=pf.mode if pf else None,
+        reason=pf.reason if pf else None)
+
+
+def _oops_summaries(oa: LogAnalysis | None) -> tuple[OopsSummary, ...]:
+    return tuple(
         OopsSummary(o.headline, o.klass, o.qualifiers, o.cpu, o.pid, o.comm,
                     o.rip.text if o.rip else None,
                     f"{o.die_reason}: {o.die_error_code:04x} [#{o.die_counter}]"
                     if o.die_reason is not None and o.die_error_code is not None else None,
                     f"{o.bug_file}:{o.bug_line}" if o.bug_file else None, len(o.frames))
         for o in (oa.oopses if oa else ()))
+
+
+def _build_report(dinfo: DumpInfo, hdr: DumpHeader, info: VmcoreInfo | None,
+                  log: PrintkLog | None, oa: LogAnalysis | None, cpus: tuple[CpuState, ...],
+                  notes: list[str], failed: bool) -> Report:
+    primary: Oops | None = oa.primary if oa else None
+    task = TaskInfo(primary.comm, primary.pid, primary.cpu, primary.uid) if primary \
+        else TaskInfo(None, None, None)
+    taint = modules = rip = fault = None
+    frames: tuple[FrameInfo, ...] = ()
+    bug_location = None
+    if primary is not None:
+        taint, modules, fault = _taint_info(primary), _modules_info(primary), \
+            _fault_info(primary)
+        if primary.rip is not None:
+            r = primary.rip
+            rip = RipInfo(r.text, r.function, r.offset, r.size, r.module, r.address)
+        frames = tuple(FrameInfo(f.location.function, f.location.offset, f.location.size,
+                                 f.location.module, f.location.address, f.reliable, f.context)
+                       for f in primary.frames)
+        if primary.bug_file:
+            bug_location = f"{primary.bug_file}:{primary.bug_line}"
     if oa is not None and not oa.oopses and oa.panic_message is None:
         notes.append("oops: no oops or panic message in the kernel log")
     return Report(
-        dump=dinfo, kernel=kernel, crash_time=hdr.crash_time, panic=panic, task=task,
+        dump=dinfo, kernel=_kernel_info(hdr, info, oa, primary), crash_time=hdr.crash_time,
+        panic=_panic_info(oa, primary), task=task,
         taint=taint, modules=modules, rip=rip, fault=fault, bug_location=bug_location,
-        frames=frames, oopses=oopses, cpus=cpus,
+        frames=frames, oopses=_oops_summaries(oa), cpus=cpus,
         log=LogInfo(len(log.records), log.partial) if log else None,
         partial=failed,
         notes=tuple(notes),

@@ -12,6 +12,9 @@ from __future__ import annotations
 __all__ = [
     "AddressNotMapped",
     "AnalyzerError",
+    "BadBtf",
+    "BadKallsyms",
+    "BadOrc",
     "CorruptDump",
     "PageExcluded",
     "PermanentAnalyzerError",
@@ -76,3 +79,15 @@ class PageExcluded(PermanentAnalyzerError):
 
 class AddressNotMapped(PermanentAnalyzerError):
     """A kernel virtual address has no translation in the dump's page tables."""
+
+
+class BadKallsyms(CorruptDump):
+    """The kallsyms tables in the dump's memory are unreadable or contradict their format."""
+
+
+class BadBtf(CorruptDump):
+    """BTF data (from a vmlinux or the dump's memory) contradicts its format or its bounds."""
+
+
+class BadOrc(CorruptDump):
+    """ORC unwind tables (from a vmlinux or the dump's memory) contradict their format."""

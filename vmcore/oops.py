@@ -32,7 +32,6 @@ __all__ = [
     "ModuleRef",
     "Oops",
     "PageFaultInfo",
-    "classify",
     "decode_pf_error",
     "parse_location",
     "parse_log",
@@ -53,11 +52,6 @@ _MAX_LINE = 4096
 # Outside an oops a line matters only if one of these can match it: one search passes over
 # the ordinary log lines (nearly all of them).
 _OUTSIDE_HINT = re.compile(r"Kernel (?:panic|Offset)|Linux version |" + HEADLINE_HINT)
-
-
-def classify(oops: Oops) -> tuple[str, tuple[str, ...]]:
-    """The class and qualifiers of one oops (already set while parsing; exposed for tests)."""
-    return oops.klass, oops.qualifiers
 
 
 def _starts_new(kind: str, cur: Builder | None) -> bool:

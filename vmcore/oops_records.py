@@ -83,7 +83,7 @@ class PageFaultInfo:
 class Oops:
     """One oops/BUG/WARNING/lockup report.
 
-    ``klass`` is the class (see :func:`classify`), ``qualifiers`` refine it
+    ``klass`` is the class (set while parsing), ``qualifiers`` refine it
     (``null_dereference``, ``instruction_fetch``, ``non_canonical``). ``fault_address`` is the
     faulting data address (page faults; the non-canonical address of a GPF). ``die_*`` come from
     the ``reason: code [#n] FLAGS`` line. ``lines`` is the half-open line range in the text.

@@ -67,8 +67,12 @@ class PrintkLog(NamedTuple):
     notes: tuple[str, ...]
 
     def text(self) -> str:
-        """The message text, one line per record line (no prefixes), for the oops parser."""
-        return "\n".join(r.text.decode("utf-8", "replace") for r in self.records)
+        """The message text, one line per record line (no prefixes), for the oops parser.
+        Undecodable bytes and NUL become U+FFFD: the kernel's vsnprintf never writes a NUL
+        into a record, so one is crafted, and no text sink downstream (PostgreSQL text, C
+        strings) can hold it."""
+        return "\n".join(r.text.decode("utf-8", "replace") for r in self.records) \
+            .replace("\x00", "\ufffd")
 
 
 class _Window:
@@ -139,8 +143,21 @@ def _struct_size(info: VmcoreInfo, name: str) -> int:
     return n
 
 
-def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
-    """Read every committed/finalized record between the ring's tail and head."""
+class _Ring(NamedTuple):
+    """The ring's geometry read from ``*prb``: ``descs`` descriptors, ``size`` bytes of text;
+    the arrays' addresses; the id range to walk."""
+
+    prb: int
+    descs: int
+    size: int
+    descs_addr: int
+    infos_addr: int
+    data_addr: int
+    head_id: int
+    tail_id: int
+
+
+def _ring(mem: KernelMemory, info: VmcoreInfo) -> _Ring:
     if "prb" not in info.symbols:
         if "log_buf" in info.symbols:
             raise UnsupportedDump("unsupported: legacy printk buffer (log_buf, Linux < 5.10)")
@@ -165,17 +182,33 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
     if count_bits > MAX_COUNT_BITS or size_bits > MAX_SIZE_BITS or size_bits < 4:
         raise CorruptDump(f"printk ring count_bits {count_bits} size_bits {size_bits} out of "
                           f"range", offset=prb, space="virt")
-    count, size = 1 << count_bits, 1 << size_bits
-    descs_addr = field("Q", dr, "prb_desc_ring.descs")
-    infos_addr = field("Q", dr, "prb_desc_ring.infos")
-    data_addr = field("Q", tr, "prb_data_ring.data")
-    head_id = field("Q", dr, "prb_desc_ring.head_id", counter)
-    tail_id = field("Q", dr, "prb_desc_ring.tail_id", counter)
+    return _Ring(prb, 1 << count_bits, 1 << size_bits,
+                 field("Q", dr, "prb_desc_ring.descs"), field("Q", dr, "prb_desc_ring.infos"),
+                 field("Q", tr, "prb_data_ring.data"),
+                 field("Q", dr, "prb_desc_ring.head_id", counter),
+                 field("Q", dr, "prb_desc_ring.tail_id", counter))
 
+
+class _Records(NamedTuple):
+    """How to unpack one descriptor and one ``printk_info`` in one call each: the record
+    structs and the positions of the wanted fields in their tuples (``call`` -1: no caller
+    id)."""
+
+    desc: struct.Struct
+    info: struct.Struct
+    sv: int
+    begin: int
+    next: int
+    seq: int
+    ts: int
+    text_len: int
+    call: int
+
+
+def _records_layout(info: VmcoreInfo) -> _Records:
+    o = info.offset
+    counter = info.offsets.get("atomic_long_t.counter", 0)
     desc_size, info_size = _struct_size(info, "prb_desc"), _struct_size(info, "printk_info")
-    descs = _Window(mem, descs_addr, count * desc_size)
-    infos = _Window(mem, infos_addr, count * info_size)
-    text = _Window(mem, data_addr, size)
     lpos = o("prb_desc.text_blk_lpos")
     desc_fields = sorted([(o("prb_desc.state_var") + counter, "sv"),
                           (lpos + o("prb_data_blk_lpos.begin"), "begin"),
@@ -188,24 +221,58 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
                          + ([(i_caller, "I", "caller")] if i_caller is not None else []))
     info_rec = _layout(info_size, [(off, code) for off, code, _ in info_fields])
     info_pick = [name for _, _, name in info_fields]
-    d_sv, d_begin, d_next = (desc_pick.index(k) for k in ("sv", "begin", "next"))
-    i_seq, i_ts, i_len = (info_pick.index(k) for k in ("seq", "ts", "len"))
-    i_call = info_pick.index("caller") if i_caller is not None else -1
+    return _Records(desc_rec, info_rec, desc_pick.index("sv"), desc_pick.index("begin"),
+                    desc_pick.index("next"), info_pick.index("seq"), info_pick.index("ts"),
+                    info_pick.index("len"),
+                    info_pick.index("caller") if i_caller is not None else -1)
 
-    notes: list[str] = []
-    failures = 0
 
-    def failed(what: str, exc: AnalyzerError) -> None:
-        nonlocal failures
-        failures += 1
-        if failures <= _MAX_NOTES:
-            notes.append(f"{what}: {exc}")
+class _Failures:
+    """Unreadable records: counted, the first :data:`_MAX_NOTES` noted."""
 
-    span = (head_id - tail_id) & _DESC_ID_MASK
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.count = 0
+
+    def add(self, what: str, exc: AnalyzerError) -> None:
+        self.count += 1
+        if self.count <= _MAX_NOTES:
+            self.notes.append(f"{what}: {exc}")
+
+
+def _text_block(ring: _Ring, begin: int, nxt: int, at: int) -> tuple[int, int]:
+    """(offset in the data ring after the block's id, bytes available) of a text block;
+    ``at`` is the descriptor's address, for errors."""
+    size = ring.size
+    if begin // size == (nxt - 1) // size:
+        start, avail = begin % size, nxt - begin
+    elif (begin + size) // size == (nxt - 1) // size:
+        start, avail = 0, nxt % size or size  # wrapped: the block restarts at 0
+    else:
+        raise CorruptDump(f"text block {begin:#x}..{nxt:#x} is invalid", offset=at, space="virt")
+    avail -= 8  # the block starts with its descriptor id
+    if avail < 0 or start + 8 + avail > size:
+        raise CorruptDump(f"text block of {avail + 8} bytes is invalid", offset=at,
+                          space="virt")
+    return start + 8, avail
+
+
+def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
+    """Read every committed/finalized record between the ring's tail and head."""
+    ring = _ring(mem, info)
+    lay = _records_layout(info)
+    count, desc_size, info_size = ring.descs, lay.desc.size, lay.info.size
+    descs = _Window(mem, ring.descs_addr, count * desc_size)
+    infos = _Window(mem, ring.infos_addr, count * info_size)
+    text = _Window(mem, ring.data_addr, ring.size)
+    fails = _Failures()
+    notes = fails.notes
+    tail_id = ring.tail_id
+    span = (ring.head_id - tail_id) & _DESC_ID_MASK
     if span >= count:
-        notes.append(f"tail_id {tail_id:#x} to head_id {head_id:#x} spans {span + 1} ids, more "
-                     f"than the {count} descriptors: read the last {count}")
-        tail_id = (head_id - count + 1) & _DESC_ID_MASK
+        notes.append(f"tail_id {tail_id:#x} to head_id {ring.head_id:#x} spans {span + 1} ids, "
+                     f"more than the {count} descriptors: read the last {count}")
+        tail_id = (ring.head_id - count + 1) & _DESC_ID_MASK
         span = count - 1
     records: list[LogRecord] = []
     per_chunk = max(1, _WINDOW // desc_size)
@@ -220,37 +287,27 @@ def read_printk(mem: KernelMemory, info: VmcoreInfo) -> PrintkLog:
         try:
             data, at = descs.view(idx0 * desc_size, n * desc_size)
         except AnalyzerError as exc:
-            failed(f"descriptors {rid0:#x}..{rid0 + n - 1:#x}", exc)
+            fails.add(f"descriptors {rid0:#x}..{rid0 + n - 1:#x}", exc)
             continue
         block = memoryview(data)[at : at + n * desc_size]
-        for k, d in enumerate(desc_rec.iter_unpack(block)):
+        for k, d in enumerate(lay.desc.iter_unpack(block)):
             rid = (rid0 + k) & _DESC_ID_MASK
-            sv, begin, nxt = d[d_sv], d[d_begin], d[d_next]
+            sv, begin, nxt = d[lay.sv], d[lay.begin], d[lay.next]
             if sv & _DESC_ID_MASK != rid or (sv >> 62) not in (1, 2):
                 continue
             if begin & 1 or nxt & 1 or begin == nxt:
                 continue  # data-less record
             idx = idx0 + k
             try:
-                inf = info_rec.unpack_from(*infos.view(idx * info_size, info_size))
-                if begin // size == (nxt - 1) // size:
-                    start, avail = begin % size, nxt - begin
-                elif (begin + size) // size == (nxt - 1) // size:
-                    start, avail = 0, nxt % size or size  # wrapped: the block restarts at 0
-                else:
-                    raise CorruptDump(f"text block {begin:#x}..{nxt:#x} is invalid",
-                                      offset=descs_addr + idx * desc_size, space="virt")
-                avail -= 8  # the block starts with its descriptor id
-                if avail < 0 or start + 8 + avail > size:
-                    raise CorruptDump(f"text block of {avail + 8} bytes is invalid",
-                                      offset=descs_addr + idx * desc_size, space="virt")
-                records.append(LogRecord(inf[i_seq], inf[i_ts],
-                                         inf[i_call] if i_call >= 0 else None,
-                                         text.get(start + 8, min(inf[i_len], avail))))
+                inf = lay.info.unpack_from(*infos.view(idx * info_size, info_size))
+                start, avail = _text_block(ring, begin, nxt, ring.descs_addr + idx * desc_size)
+                records.append(LogRecord(inf[lay.seq], inf[lay.ts],
+                                         inf[lay.call] if lay.call >= 0 else None,
+                                         text.get(start, min(inf[lay.text_len], avail))))
             except AnalyzerError as exc:
-                failed(f"record id {rid:#x}", exc)
-    if failures > _MAX_NOTES:
-        notes.append(f"... {failures - _MAX_NOTES} more unreadable records")
+                fails.add(f"record id {rid:#x}", exc)
+    if fails.count > _MAX_NOTES:
+        notes.append(f"... {fails.count - _MAX_NOTES} more unreadable records")
     partial = bool(notes)
     if descs.excluded or infos.excluded:
         notes.append(f"{descs.excluded + infos.excluded} descriptor pages not in the dump "

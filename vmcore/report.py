@@ -2,17 +2,22 @@
 
 Schema ``crashfleet.analyzer/report`` version :data:`SCHEMA_VERSION`; documented field by field
 in ``docs/report-schema.md``. Adding an optional field keeps the version; renaming, removing or
-changing the meaning of a field bumps it.
+changing the meaning of a field bumps it. Version 2 writes addresses as lower-case hex strings
+(``"0xffffffffc04b9019"``): JSON readers that hold numbers as doubles lose the low bits of a
+64-bit address. :func:`address_of` reads an address of either version.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 
 __all__ = [
+    "READABLE_VERSIONS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "SYMBOLS_DUMP",
+    "SYMBOLS_NONE",
     "CpuState",
     "DumpInfo",
     "FaultInfo",
@@ -30,10 +35,16 @@ __all__ = [
     "RipInfo",
     "TaintInfo",
     "TaskInfo",
+    "address_of",
 ]
 
 SCHEMA = "crashfleet.analyzer/report"
-SCHEMA_VERSION = 1
+# Report.symbols: which symbols the deep analysis used ("pack <build-id>" for a pack).
+SYMBOLS_DUMP = "from the dump (kallsyms, BTF, ORC)"
+SYMBOLS_NONE = "none (log only)"
+SCHEMA_VERSION = 2
+# The report versions a reader of this module accepts (1: addresses as JSON numbers).
+READABLE_VERSIONS = frozenset({1, 2})
 
 
 @dataclass(frozen=True)
@@ -227,19 +238,22 @@ class ModuleEntry:
 class FindingInfo:
     """A finding: ``kind`` (``use-after-module-unload``, ``null-pointer-dereference``,
     ``bug``, ``warning``), the ``module`` it names, the code ``address``, the ``thread``
-    (``comm (pid N)``) and ``evidence`` sentences."""
+    (``comm (pid N)``) and ``evidence`` sentences; ``source`` ``memory`` (read with symbols)
+    or ``log`` (the kernel log alone supports it)."""
 
     kind: str
     module: str | None
     address: int | None
     thread: str | None
     evidence: tuple[str, ...]
+    source: str = "memory"
 
 
 @dataclass(frozen=True)
 class MemoryInfo:
     """What was read from memory with the kernel's symbol pack: ``build_id`` of the pack,
-    ``matched_by`` (``build-id``, ``release+banner``), ``kaslr_offset`` in bytes, crashing
+    ``matched_by`` (``build-id``, ``release+banner``, ``dump`` for the dump's own
+    symbols), ``kaslr_offset`` in bytes, crashing
     ``cpu``, its current task (``task_address``, ``comm``, ``pid``, ``state`` as crash's
     letters), the unwound ``frames``, ``modules`` in list order, ``last_unloaded`` module
     (``""`` none); ``partial`` when a walk was cut short, ``notes`` why; ``tasks`` the number
@@ -267,9 +281,11 @@ class MemoryInfo:
 @dataclass(frozen=True)
 class Report:
     """The whole analysis. ``partial`` is True when any part could not be decoded; ``notes``
-    say which and why (never secrets: offsets and field names only). ``symbolized`` when the
-    kernel's symbol pack was used: ``memory`` then holds what was read from memory and
-    ``findings`` what it shows (without a pack both stay empty and the report is log-based)."""
+    say which and why (never secrets: offsets and field names only). ``symbolized`` when
+    symbols were used (a pack, or the dump's own kallsyms/BTF/ORC; ``symbols`` says which):
+    ``memory`` then holds what was read from memory. ``findings`` holds what memory shows
+    (``source`` ``memory``) and what the log alone supports (``source`` ``log``).
+    ``title`` the crash's one-line title, set by the signature step (None before it)."""
 
     dump: DumpInfo
     kernel: KernelInfo
@@ -290,10 +306,13 @@ class Report:
     symbolized: bool = False
     memory: MemoryInfo | None = None
     findings: tuple[FindingInfo, ...] = ()
+    title: str | None = None
+    symbols: str = SYMBOLS_NONE
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON-ready form (``klass`` fields are spelled ``class``)."""
-        body = _rename(asdict(self))
+        """The JSON-ready form (``klass`` fields are spelled ``class``; addresses are hex
+        strings, and no integer exceeds 2^53)."""
+        body = _json_value(self, frozenset())
         assert isinstance(body, dict)
         return {"schema": SCHEMA, "version": SCHEMA_VERSION, **body}
 
@@ -302,9 +321,52 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def _rename(value: object) -> object:
+# The address fields of each record, written as hex strings from version 2 on.
+_ADDRESS_FIELDS: dict[str, frozenset[str]] = {
+    "KernelInfo": frozenset({"kernel_offset", "phys_base"}),
+    "RipInfo": frozenset({"address"}),
+    "FaultInfo": frozenset({"address"}),
+    "FrameInfo": frozenset({"address"}),
+    "CpuState": frozenset({"rip", "rsp"}),
+    "MemFrameInfo": frozenset({"address", "stack"}),
+    "ModuleEntry": frozenset({"address", "base"}),
+    "FindingInfo": frozenset({"address"}),
+    "MemoryInfo": frozenset({"kaslr_offset", "task_address"}),
+}
+# Doubles hold integers exactly up to 2^53: a larger integer (a hostile header field) is
+# written as a hex string too, so that no JSON reader silently rounds it.
+_MAX_JSON_INT = 2**53
+
+
+def _hex(value: int) -> str:
+    return f"{value & (2**64 - 1):#x}" if value < 0 else f"{value:#x}"
+
+
+def _json_value(value: object, hex_fields: frozenset[str], name: str = "") -> object:
+    if is_dataclass(value) and not isinstance(value, type):
+        own = _ADDRESS_FIELDS.get(type(value).__name__, frozenset())
+        return {("class" if f.name == "klass" else f.name):
+                _json_value(getattr(value, f.name), own, f.name) for f in fields(value)}
     if isinstance(value, dict):
-        return {("class" if k == "klass" else k): _rename(v) for k, v in value.items()}
+        return {k: _json_value(v, frozenset()) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_rename(v) for v in value]
+        return [_json_value(v, frozenset()) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and (
+            name in hex_fields or abs(value) > _MAX_JSON_INT):
+        return _hex(value)
     return value
+
+
+def address_of(value: object) -> int | None:
+    """An address as a report of either version writes it: a JSON number (version 1) or a
+    hex string ``"0x…"`` (version 2); None for null or anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value[:2].lower() == "0x" and len(value) <= 18:
+        try:
+            return int(value, 16)
+        except ValueError:
+            return None
+    return None

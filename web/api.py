@@ -56,7 +56,19 @@ def crash_json(c: CrashEntry) -> dict[str, Any]:
         "signature_id": c.signature_id, "signature": c.signature, "title": c.title,
         "panic_class": c.panic_class, "taint": c.taint, "findings": list(c.findings),
         "dump_key": c.dump_key, "report_key": c.report_key, "partial": c.partial,
+        "explanation": _explanation(c.explanation),
     }
+
+
+def _explanation(raw: str | None) -> Any:
+    import json
+
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 @router.get("/clusters", summary="Clusters, filtered, sorted and paginated")

@@ -7,6 +7,7 @@ here (:func:`sparkline`, :func:`bar`) is built from integers and dates.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -103,8 +104,26 @@ def groupby_runs(lines: Sequence[Any]) -> list[_Run]:
     return runs
 
 
+_HEXSTR = re.compile(r"0x[0-9a-f]{1,16}")
+
+
+def pretty_json(raw: object) -> str:
+    """Stored JSON text indented for reading (as it is when it does not parse)."""
+    import json
+
+    try:
+        return json.dumps(json.loads(str(raw)), indent=2, ensure_ascii=False)
+    except ValueError:
+        return str(raw)
+
+
 def hexaddr(value: object) -> str:
-    return f"{value:#x}" if isinstance(value, int) else "?"
+    """An address as hex: a number (report version 1) or a hex string (version 2)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:#x}"
+    if isinstance(value, str) and _HEXSTR.fullmatch(value):
+        return value
+    return "?"
 
 
 def environment() -> Environment:
@@ -112,7 +131,8 @@ def environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(visible=visible, vblock=visible_block, seg=seg, ago=ago, when=when,
-                       hexaddr=hexaddr, groupby_runs=groupby_runs, qs=lambda d: urlencode(
-                           [(k, v) for k, v in d.items() if v not in (None, "")]))
+                       hexaddr=hexaddr, pretty_json=pretty_json, groupby_runs=groupby_runs,
+                       qs=lambda d: urlencode([(k, v) for k, v in d.items()
+                                               if v not in (None, "")]))
     env.globals.update(sparkline=sparkline, bar=bar, TAINT_MEANINGS=TAINT_MEANINGS)
     return env

@@ -1,6 +1,8 @@
 """One full analysis with a warm pack, timed in-process: ``python -m bench.analyze.inproc DUMP
-PACK``. Prints JSON: ``open_s`` (pack read + decode, the disk tier's cost), ``analyze_s`` (log,
-oops, task, unwind, modules, findings), ``frames``, ``maxrss_kib`` (peak RSS of the process)."""
+PACK``; ``PACK`` ``-`` analyzes with no symbols at all (the dump's own kallsyms, BTF and ORC).
+Prints JSON: ``open_s`` (pack read + decode, the disk tier's cost), ``analyze_s`` (log,
+oops, task, unwind, modules, findings), ``frames``, ``symbols`` (the report's source),
+``maxrss_kib`` (peak RSS of the process)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from symbol_cache import decode_pack
+from symbol_cache.pack import decode_pack
 from vmcore.analyze import analyze
 from vmcore.source import LocalFileSource
 
@@ -18,15 +20,19 @@ from vmcore.source import LocalFileSource
 def main() -> None:
     dump, pack_path = sys.argv[1], Path(sys.argv[2])
     t0 = time.perf_counter()
-    pack = decode_pack(pack_path.read_bytes())
+    pack = decode_pack(pack_path.read_bytes()) if str(pack_path) != "-" else None
     t1 = time.perf_counter()
     with LocalFileSource(dump) as src:
-        report = analyze(src, symbols=lambda _info: pack).report
+        if pack is None:
+            report = analyze(src, dump_symbols=True).report
+        else:
+            report = analyze(src, symbols=lambda _info: pack).report
     t2 = time.perf_counter()
     mem = report.memory
     print(json.dumps({"open_s": t1 - t0, "analyze_s": t2 - t1,
                       "frames": len(mem.frames) if mem else 0,
                       "findings": [f.kind for f in report.findings],
+                      "symbols": report.symbols,
                       "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 

@@ -6,7 +6,10 @@ For each real fixture it measures, in the same run, wall time and peak RSS of:
   modules, findings), timed in-process after the pack is opened; and the whole process
   (interpreter start-up, imports, reading the pack from disk as the disk tier does);
 - ``crash`` with ``bt``, ``log`` and ``mod`` on the same dump and debug vmlinux;
-- drgn printing the crashed thread's stack trace and the log.
+- drgn printing the crashed thread's stack trace and the log;
+- "no symbols": the same analysis with no pack and no vmlinux, from the dump's own kallsyms,
+  BTF and ORC (in-process and whole process), beside drgn given no debuginfo
+  (``--no-default-symbols``); crash cannot open a dump without a vmlinux at all.
 
 crash and drgn run on the first ``--heavy`` cases only (they load the whole debug vmlinux).
 Results go to stdout as Markdown and, with ``--write-docs``, into the "Analyze" section of
@@ -68,6 +71,7 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
     # peak RSS from GNU time: a child's ru_maxrss includes its spawner's pages
     row["proc_s"], row["rss"], _ = _best(
         [PY, "-m", "bench.analyze.inproc", str(dump), str(pack)], repeat)
+    _measure_nosym(row, dump, repeat, heavy)
     vmlinux = (CACHE / "kernels" / man["kernel_release"] / "vmlinux").resolve()
     if heavy:
         crash = TOOLS / "crash"
@@ -81,6 +85,42 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
             if rc != 0:
                 row["drgn_failed"] = rc
     return row
+
+
+def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
+    """The analysis with no symbols at all, and drgn with no debuginfo."""
+    cmd = [PY, "-m", "bench.analyze.inproc", str(dump), "-"]
+    runs = [json.loads(subprocess.run(cmd, capture_output=True, cwd=ROOT, check=True).stdout)
+            for _ in range(repeat)]
+    row["nosym_s"] = min(r["analyze_s"] for r in runs)
+    row["nosym_frames"] = runs[-1]["frames"]
+    row["nosym_source"] = runs[-1]["symbols"]
+    row["nosym_proc_s"], row["nosym_rss"], _ = _best(cmd, repeat)
+    drgn = TOOLS / "drgn"
+    if heavy and drgn.exists():
+        row["drgn_nosym_s"], row["drgn_nosym_rss"], rc = _best(
+            [str(drgn), "-q", "-c", str(dump), "--no-default-symbols", "-e", _DRGN], 1)
+        if rc != 0:
+            row["drgn_nosym_failed"] = rc
+
+
+def nosym_table(rows: list[dict]) -> str:
+    head = ("| case | no symbols (in-process) | whole process | no symbols / warm pack "
+            "(in-process) | drgn, no debuginfo |\n|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        if not r.get("nosym_frames"):
+            lines.append(f"| {r['case']} | log only (no kallsyms "
+                         f"export) | {_ms(r.get('nosym_proc_s'))}, {_mb(r.get('nosym_rss'))} "
+                         "| - | - |")
+            continue
+        drgn = "fails (no types without debuginfo)" if r.get("drgn_nosym_failed") else \
+            f"{_ms(r.get('drgn_nosym_s'))}, {_mb(r.get('drgn_nosym_rss'))}"
+        lines.append(
+            f"| {r['case']} | {_ms(r['nosym_s'])} ({r['nosym_frames']} frames) | "
+            f"{_ms(r['nosym_proc_s'])}, {_mb(r['nosym_rss'])} | "
+            f"{_ratio(r['nosym_s'], r['analyze_s'])} | {drgn} |")
+    return head + "\n".join(lines) + "\n"
 
 
 def table(rows: list[dict]) -> str:
@@ -141,7 +181,10 @@ def main() -> None:
             "findings) with a warm pack, best of several runs; the whole process includes the "
             "interpreter, imports and reading the pack file. crash (`bt`, `log`, `mod`) and drgn "
             "(crashed thread's stack trace, log): one run each on the first cases, loading the "
-            "debug vmlinux. RSS is each process's peak.\n\n" + summary(rows) + "\n" + table(rows))
+            "debug vmlinux. RSS is each process's peak.\n\n" + summary(rows) + "\n" + table(rows)
+            + "\nWith no symbols at all (no pack, no vmlinux: kallsyms, BTF and ORC from the "
+            "dump; target: at most 2x the warm-pack analysis, at most 100 MB peak RSS). crash "
+            "cannot open a dump without a vmlinux.\n\n" + nosym_table(rows))
     print(text)
     if args.write_docs:
         write_docs(text)

@@ -1,5 +1,7 @@
-"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols]``: decode a dump;
-with the kernel's symbols also read the crashed task, its stack and the modules from memory.
+"""``crashfleet analyze DUMP [--log | --json] [--vmlinux PATH | --symbols | --no-symbols]``:
+decode a dump; with symbols (a pack, else the dump's own kallsyms/BTF/ORC) also read the
+crashed task, its stack and the modules from memory. The summary's ``symbols:`` line names
+the source used.
 
 ``DUMP`` is a path or an ``s3://bucket/key`` URI (the S3 adapter is imported only then, so a
 local analysis starts fast). Exit codes: 0 ok, 1 the dump cannot be decoded, 3 the report is
@@ -9,8 +11,11 @@ partial.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from foundation.text import term_safe
 
 if TYPE_CHECKING:
     from crashfleet.cli import App
@@ -45,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sym.add_argument("--symbols", action="store_true",
                      help="the same with the kernel's pack from the symbol cache in the "
                           "settings ([symbols])")
+    sym.add_argument("--no-symbols", action="store_true",
+                     help="the log only: no pack, no symbols from the dump (default: a pack "
+                          "already cached, else one fetched from the configured sources "
+                          "within symbols.fetch_timeout_s, else the dump's own kallsyms, BTF "
+                          "and ORC)")
     p.add_argument("--header", action="store_true",
                    help="print only what the header blocks say (reads a few KiB)")
     p.set_defaults(func=_analyze, no_logging_setup=True)
@@ -76,11 +86,7 @@ def _open(uri: str, app: App, must_exist: bool = True) -> ByteSource | None:
         from ingest.s3 import S3ObjectStore
         from vmcore.source import ObjectStoreSource
 
-        s3 = app.settings().s3
-        store = S3ObjectStore(
-            bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-            addressing_style=s3.addressing_style, connect_timeout_s=s3.connect_timeout_s,
-            read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts)
+        store = S3ObjectStore.from_settings(app.settings().s3, bucket=bucket)
         if not must_exist and store.head(key) is None:
             return None
         return ObjectStoreSource(store, key)
@@ -107,8 +113,11 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
             index_bytes = _sidecar_index(args.dump, app)
         return _run(args, src, index_bytes, app)
     except AnalyzerError as exc:
-        print(f"crashfleet: error: {args.dump}: {exc}", file=sys.stderr)
-        return 1
+        from crashfleet.cli import EX_TEMPFAIL
+        from foundation.errors import is_retryable
+
+        print(f"crashfleet: error: {term_safe(f'{args.dump}: {exc}')}", file=sys.stderr)
+        return EX_TEMPFAIL if is_retryable(exc) else 1
     finally:
         close = getattr(src, "close", None)
         if close is not None:
@@ -116,7 +125,11 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
 
 
 def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | None:
-    """How ``--vmlinux`` / ``--symbols`` get the kernel's symbol pack (None: neither)."""
+    """How the kernel's symbol pack is found: ``--vmlinux``, ``--symbols`` (the symbol
+    cache, fetching as long as it takes), else (no flag) :func:`_auto_provider`; None with
+    ``--no-symbols``."""
+    if getattr(args, "no_symbols", False):
+        return None
     if getattr(args, "vmlinux", None):
         from pathlib import Path
 
@@ -124,11 +137,71 @@ def _pack_provider(args: argparse.Namespace, app: App | None) -> PackProvider | 
 
         path = Path(args.vmlinux)
         return lambda _info: build_pack(path, source="file")
-    if getattr(args, "symbols", False) and app is not None:
+    if app is None:
+        return None
+    if getattr(args, "symbols", False):
         from crashfleet.wiring.symbols import open_cache, pack_provider
 
         return pack_provider(open_cache(app.settings()))
-    return None
+    return _auto_provider(app)
+
+
+def _auto_provider(app: App) -> PackProvider:
+    """A pack already in the local cache (opened with the pack reader alone), else, when a
+    source is configured, one fetched within ``symbols.fetch_timeout_s``; else None (the
+    analysis then reads the dump's own symbols)."""
+
+    def get(info: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        from symbol_cache.warm import cached_pack
+        from vmcore.symbols import is_plausible_build_id
+
+        sym = app.settings().symbols
+        bid = info.build_id if info.build_id and is_plausible_build_id(info.build_id) else None
+        pack = cached_pack(Path(sym.cache_dir) / "packs", bid, info.osrelease)
+        if pack is not None or not _sources_configured(sym, os.environ):
+            return pack
+        return _fetch(app, info, sym.fetch_timeout_s)
+
+    return get
+
+
+def _sources_configured(sym: Any, env: Any) -> bool:
+    for name in sym.sources:
+        if name == "debuginfod" and (sym.debuginfod_urls or env.get("DEBUGINFOD_URLS")):
+            return True
+        if name == "dir" and any(os.path.isdir(d) for d in sym.debug_dirs):
+            return True
+        if name == "deb" and sym.deb_dirs:
+            return True
+    return False
+
+
+def _fetch(app: App, info: Any, timeout_s: float) -> Any:
+    """The symbol cache's pack for ``info``, or TimeoutError after ``timeout_s`` (the fetch
+    goes on in a daemon thread that the process does not wait for)."""
+    import threading
+
+    from crashfleet.wiring.symbols import open_cache, pack_provider
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["pack"] = pack_provider(open_cache(app.settings()))(info)
+        except Exception as exc:  # reported to the caller below
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="symbols-fetch", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        raise TimeoutError(f"no pack within symbols.fetch_timeout_s ({timeout_s:g} s)")
+    if "error" in box:
+        raise box["error"]
+    return box["pack"]
 
 
 def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
@@ -158,19 +231,38 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
         from vmcore.printk import format_dmesg
 
         _info, log = read_log(open_dump(src, index))
-        sys.stdout.buffer.write(format_dmesg(log.records))
+        dmesg = format_dmesg(log.records)
+        if sys.stdout.isatty():
+            # makedumpfile's format escapes every control byte but TAB, VT, FF and CR, and
+            # every byte >= 0x80 (so no bidi control); on a terminal CR, VT and FF are escaped
+            # too (a CR would let a line overwrite itself). A pipe gets makedumpfile's bytes.
+            dmesg = dmesg.replace(b"\r", b"\\x0d").replace(b"\x0b", b"\\x0b") \
+                .replace(b"\x0c", b"\\x0c")
+        sys.stdout.buffer.write(dmesg)
         sys.stdout.flush()
         for note in log.notes:
-            print(f"crashfleet: warning: {note}", file=sys.stderr)
+            print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
-    report = analyze(src, flat_index=index, symbols=_pack_provider(args, app)).report
+    report = _titled(analyze(src, flat_index=index, symbols=_pack_provider(args, app),
+                             dump_symbols=not getattr(args, "no_symbols", False)).report)
     if args.json:
         print(report.to_json())
     else:
-        sys.stdout.write(summary(report))
+        # Host text (kernel release, comm, symbols, the log's lines) is escaped here, at the
+        # output boundary: no control, bidi or stray character reaches the terminal.
+        sys.stdout.write(term_safe(summary(report), keep_newlines=True))
     return EXIT_PARTIAL if report.partial else 0
+
+
+def _titled(report: Report) -> Report:
+    """``report`` with its crash title (the signature step's, as the analyzer stores it)."""
+    import dataclasses
+
+    from signature.inputs import report_title
+
+    return dataclasses.replace(report, title=report_title(report).text)
 
 
 def _fmt_size(n: int) -> str:
@@ -181,101 +273,157 @@ def _fmt_size(n: int) -> str:
     return str(n)
 
 
-def summary(r: Report) -> str:
-    """The human-readable summary of a report."""
-    import time
+# A summary row: label, value, and lines printed indented below it (a call trace).
+_Row = tuple[str, str, list[str]]
 
-    rows: list[tuple[str, Any]] = []
+
+def _row(label: str, value: Any, below: list[str] | None = None) -> _Row:
+    return (label, str(value), below or [])
+
+
+def _dump_rows(r: Report) -> list[_Row]:
     d = r.dump
     extra = ", ".join(x for x in (
         f"header v{d.header_version}" if d.header_version else "",
         f"dump level {d.dump_level}" if d.dump_level is not None else "",
         "INCOMPLETE" if d.incomplete else "") if x)
-    rows.append(("dump", f"{d.source} ({d.format}, {d.compression}, {_fmt_size(d.size)}"
-                         f"{', ' + extra if extra else ''})"))
+    rows = [_row("dump", f"{d.source} ({d.format}, {d.compression}, {_fmt_size(d.size)}"
+                         f"{', ' + extra if extra else ''})")]
     k = r.kernel
-    rows.append(("kernel", " ".join(x for x in (k.release, k.version) if x) or "?"))
-    rows.append(("build-id", k.build_id or "?"))
+    rows.append(_row("kernel", " ".join(x for x in (k.release, k.version) if x) or "?"))
+    rows.append(_row("build-id", k.build_id or "?"))
     if r.crash_time:
-        rows.append(("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                 time.gmtime(r.crash_time))))
+        import time
+
+        rows.append(_row("crash time", time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                     time.gmtime(r.crash_time))))
+    return rows
+
+
+def _crash_rows(r: Report) -> list[_Row]:
+    rows = []
     p = r.panic
+    if r.title is not None:
+        rows.append(_row("title", r.title))
     if p.line is not None:
-        rows.append(("panic", p.line))
-    rows.append(("class", p.klass + (f" ({', '.join(p.qualifiers)})" if p.qualifiers else "")))
+        rows.append(_row("panic", p.line))
+    rows.append(_row("class", p.klass + (f" ({', '.join(p.qualifiers)})" if p.qualifiers
+                                         else "")))
     if p.headline:
-        rows.append(("oops", p.headline))
+        rows.append(_row("oops", p.headline))
     if r.bug_location:
-        rows.append(("location", r.bug_location))
+        rows.append(_row("location", r.bug_location))
     if r.fault and r.fault.error_code is not None:
         f = r.fault
-        rows.append(("fault", f"{f.privilege} {f.access} in {f.mode} mode, error_code "
-                              f"{f.error_code:#06x} [{' '.join(f.error_flags) or '-'}]"
-                              f"{' - ' + f.reason if f.reason else ''}"))
+        rows.append(_row("fault", f"{f.privilege} {f.access} in {f.mode} mode, error_code "
+                                  f"{f.error_code:#06x} [{' '.join(f.error_flags) or '-'}]"
+                                  f"{' - ' + f.reason if f.reason else ''}"))
     if r.rip:
-        rows.append(("RIP", r.rip.text))
+        rows.append(_row("RIP", r.rip.text))
+    return rows
+
+
+def _task_rows(r: Report) -> list[_Row]:
+    rows = []
     t = r.task
     if t.comm is not None or t.pid is not None:
-        rows.append(("task", f"{t.comm} (pid {t.pid}) on CPU {t.cpu}"))
+        rows.append(_row("task", f"{t.comm} (pid {t.pid}) on CPU {t.cpu}"))
     if r.taint:
         meanings = "; ".join(f"{a}: {b}" for a, b in zip(r.taint.flags, r.taint.meanings,
                                                            strict=True))
-        rows.append(("taint", f"{r.taint.letters} ({meanings})" if meanings
-                     else "not tainted"))
+        rows.append(_row("taint", f"{r.taint.letters} ({meanings})" if meanings
+                         else "not tainted"))
     if r.modules:
         m = r.modules
-        rows.append(("modules", " ".join(n + (f"({m.taints[n]})" if n in m.taints else "")
-                                         for n in m.loaded) or "-"))
+        rows.append(_row("modules", " ".join(n + (f"({m.taints[n]})" if n in m.taints else "")
+                                             for n in m.loaded) or "-"))
         if m.last_unloaded:
-            rows.append(("last unloaded", m.last_unloaded + (
+            rows.append(_row("last unloaded", m.last_unloaded + (
                 f" ({m.last_unloaded_taints})" if m.last_unloaded_taints else "")))
-    if r.frames:
-        rows.append(("call trace", ""))
+    return rows
+
+
+def _trace_rows(r: Report) -> list[_Row]:
+    if not r.frames:
+        return []
+    below = []
+    for fr in r.frames:
+        mark = "  " if fr.reliable else "? "
+        name = fr.function or (f"{fr.address:#x}" if fr.address is not None else "?")
+        off = f"+{fr.offset:#x}/{fr.size:#x}" if fr.offset is not None else ""
+        mod = f" [{fr.module}]" if fr.module else ""
+        ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
+        below.append(f"  {mark}{name}{off}{mod}{ctx}")
+    return [_row("call trace", "", below)]
+
+
+def _symbols_rows(r: Report) -> list[_Row]:
+    return [_row("symbols", r.symbols)]
+
+
+def _memory_rows(r: Report) -> list[_Row]:
     mi = r.memory
-    if mi is not None:
-        rows.append(("symbols", f"{mi.build_id} (matched by {mi.matched_by}, KASLR offset "
-                                f"{mi.kaslr_offset:#x})"))
-        rows.append(("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
-                                     + (f" at {mi.task_address:#x}" if mi.task_address else "")))
-        rows.append(("stack (memory)", "" if mi.unwind_complete else "(partial)"))
-        rows.append(("modules (memory)", " ".join(
+    if mi is None:
+        return []
+    stack = []
+    for mf in mi.frames:
+        mark = "  " if mf.reliable else "? "
+        name = mf.function or f"{mf.address:#x}"
+        off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
+        mod = f" [{mf.module}]" if mf.module else ""
+        exc = "  [exception RIP]" if mf.exception else ""
+        ctx = f"  <{mf.context}>" if mf.context != "task" else ""
+        stack.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
+    rows = [
+        _row("memory", f"kernel {mi.build_id} (matched by {mi.matched_by}, KASLR offset "
+                       f"{mi.kaslr_offset:#x})"),
+        _row("crashed task", f"{mi.comm} (pid {mi.pid}, {mi.state}) on CPU {mi.cpu}"
+                             + (f" at {mi.task_address:#x}" if mi.task_address else "")),
+        _row("stack (memory)", "" if mi.unwind_complete else "(partial)", stack),
+        _row("modules (memory)", " ".join(
             f"{m.name}@{m.base:#x}/{m.size}" + (f"({m.taints})" if m.taints else "")
-            for m in mi.modules) or "-"))
-        if mi.last_unloaded:
-            rows.append(("last unloaded (memory)", mi.last_unloaded))
-    for fd in r.findings:
-        rows.append(("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
-                                + (f" at {fd.address:#x}" if fd.address is not None else "")
-                                + (f" in {fd.thread}" if fd.thread else "")
-                                + "".join(f"; {e}" for e in fd.evidence)))
+            for m in mi.modules) or "-"),
+    ]
+    if mi.last_unloaded:
+        rows.append(_row("last unloaded (memory)", mi.last_unloaded))
+    return rows
+
+
+def _finding_rows(r: Report) -> list[_Row]:
+    return [_row("finding", f"{fd.kind}" + (f" [{fd.module}]" if fd.module else "")
+                            + (" (from the log)" if fd.source == "log" else "")
+                            + (f" at {fd.address:#x}" if fd.address is not None else "")
+                            + (f" in {fd.thread}" if fd.thread else "")
+                            + "".join(f"; {e}" for e in fd.evidence))
+            for fd in r.findings]
+
+
+def _footer_rows(r: Report) -> list[_Row]:
+    rows = []
     if len(r.oopses) > 1:
-        rows.append(("oopses", f"{len(r.oopses)} in the log (first is primary)"))
+        rows.append(_row("oopses", f"{len(r.oopses)} in the log (first is primary)"))
     if r.log is not None:
-        rows.append(("log", f"{r.log.records} records{' (partial)' if r.log.partial else ''}"))
+        rows.append(_row("log", f"{r.log.records} records"
+                                f"{' (partial)' if r.log.partial else ''}"))
     if r.dump.bytes_fetched is not None:
-        rows.append(("bytes fetched", f"{r.dump.bytes_fetched} of {r.dump.size} "
-                                      f"({100 * r.dump.bytes_fetched / max(1, r.dump.size):.2f}%)"))
-    width = max(len(a) for a, _ in rows) + 2
+        got, size = r.dump.bytes_fetched, r.dump.size
+        rows.append(_row("bytes fetched", f"{got} of {size} ({100 * got / max(1, size):.2f}%)"))
+    return rows
+
+
+# The summary's sections, in order.
+_SECTIONS = (_dump_rows, _crash_rows, _task_rows, _trace_rows, _symbols_rows, _memory_rows,
+             _finding_rows, _footer_rows)
+
+
+def summary(r: Report) -> str:
+    """The human-readable summary of a report."""
+    rows = [row for section in _SECTIONS for row in section(r)]
+    width = max(len(a) for a, _, _ in rows) + 2
     out = []
-    for a, b in rows:
-        out.append(f"{a + ':':<{width}}{b}".rstrip())
-        if a == "call trace":
-            for fr in r.frames:
-                mark = "  " if fr.reliable else "? "
-                name = fr.function or (f"{fr.address:#x}" if fr.address is not None else "?")
-                off = f"+{fr.offset:#x}/{fr.size:#x}" if fr.offset is not None else ""
-                mod = f" [{fr.module}]" if fr.module else ""
-                ctx = f"  <{fr.context}>" if fr.context and fr.context != "task" else ""
-                out.append(f"  {mark}{name}{off}{mod}{ctx}")
-        if a == "stack (memory)" and r.memory is not None:
-            for mf in r.memory.frames:
-                mark = "  " if mf.reliable else "? "
-                name = mf.function or f"{mf.address:#x}"
-                off = f"+{mf.offset:#x}/{mf.size:#x}" if mf.offset is not None else ""
-                mod = f" [{mf.module}]" if mf.module else ""
-                exc = "  [exception RIP]" if mf.exception else ""
-                ctx = f"  <{mf.context}>" if mf.context != "task" else ""
-                out.append(f"  {mark}{name}{off}{mod}{exc}{ctx}")
+    for label, value, below in rows:
+        out.append(f"{label + ':':<{width}}{value}".rstrip())
+        out.extend(below)
     if r.notes:
         out.append("notes:")
         out.extend(f"  {n}" for n in r.notes)

@@ -79,7 +79,9 @@ def _store(app: App, data: Path | None = None) -> CrashStore:
             raise UsageError(f"{data} holds no crashfleet.sqlite (crashfleet run --data DIR)")
         store = data_store(data)
     else:
-        store = CrashStore(app.settings().store.url)
+        from crashfleet.wiring.transport import store_url
+
+        store = CrashStore(store_url(app.settings().store))
     store.migrate()
     return store
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
 import tempfile
@@ -38,23 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fetch = ssub.add_parser("fetch", help="get the pack of a kernel (build-id or release)")
     fetch.add_argument("kernel", help="build-id (hex) or kernel release")
-    fetch.set_defaults(func=_reporting(_fetch))
+    fetch.set_defaults(func=_fetch)
 
     imp = ssub.add_parser("import", help="build a pack from a vmlinux or a -dbg .deb/.ddeb")
     imp.add_argument("file", type=Path)
     imp.add_argument("--build-id", help="refuse the file unless it has this build-id")
-    imp.set_defaults(func=_reporting(_import))
+    imp.set_defaults(func=_import)
 
     warm = ssub.add_parser("warm", help="make sure packs exist for several kernels")
     warm.add_argument("kernels", nargs="+", help="build-ids or releases")
-    warm.set_defaults(func=_reporting(_warm))
+    warm.set_defaults(func=_warm)
 
     ls = ssub.add_parser("ls", help="list the packs of the local (and shared) tier")
-    ls.set_defaults(func=_reporting(_ls))
+    ls.set_defaults(func=_ls)
 
     gc = ssub.add_parser("gc", help="evict least recently used packs down to the cap")
     gc.add_argument("--cap-mib", type=int, help="evict down to this many MiB (default: cap)")
-    gc.set_defaults(func=_reporting(_gc))
+    gc.set_defaults(func=_gc)
 
     lookup = ssub.add_parser("lookup", help="resolve addresses to symbol+offset/size")
     lookup.add_argument("kernel", help="build-id (hex) or kernel release")
@@ -62,24 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lookup.add_argument("--kaslr-offset", default="0",
                         help="the dump's KERNELOFFSET (hex), subtracted from kernel addresses")
     lookup.add_argument("--lines", action="store_true", help="also print file:line")
-    lookup.set_defaults(func=_reporting(_lookup))
-
-
-def _reporting(func: Handler) -> Handler:
-    """Symbol-cache errors end the command with their message: exit 1, or 75 (EX_TEMPFAIL)
-    when retrying later may help."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace, app: App) -> int:
-        from symbol_cache.errors import RetryableSymbolError, SymbolCacheError
-
-        try:
-            return func(args, app)
-        except SymbolCacheError as exc:
-            print(f"crashfleet: error: {exc}", file=sys.stderr)
-            return 75 if isinstance(exc, RetryableSymbolError) else 1
-
-    return run
+    lookup.set_defaults(func=_lookup)
 
 
 def _cache(app: App) -> SymbolCache:

@@ -37,6 +37,7 @@ def agent_config(settings: Settings) -> AgentConfig:
         retry_max_s=a.retry_max_s, retention=a.retention,
         retention_keep_newest=a.retention_keep_newest,
         retention_max_bytes=a.retention_max_bytes, require_root_owner=a.require_root_owner,
+        owner_uid=a.dump_owner_uid if a.require_root_owner else None,
         topic=settings.kafka.topic_crash_reported, agent_version=__version__,
         metrics_textfile=a.metrics_textfile,
     )
@@ -67,7 +68,8 @@ def build_agent(settings: Settings, *, store: ObjectStore | None = None,
 def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
     """Run until SIGTERM/SIGINT (or one pass with ``once``); returns the exit code."""
     if settings.agent.metrics_port:
-        start_http_server(settings.agent.metrics_port, registry=agent.metrics.registry)
+        start_http_server(settings.agent.metrics_port, addr=settings.agent.metrics_addr,
+                          registry=agent.metrics.registry)
     log.info("agent.start", watch=list(settings.agent.watch_dirs), once=once,
              content=settings.agent.content)
     if once:

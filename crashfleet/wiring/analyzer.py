@@ -3,6 +3,7 @@ the cluster table."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
+from foundation.text import term_safe
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
 from store import ClusterRow, CrashStore
@@ -50,13 +52,16 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     admin.ensure_topics({k.topic_crash_reported: 6, k.topic_crash_analyzed: 6,
                          k.topic_dead_letter: 1})
     admin.close()
-    store = CrashStore(settings.store.url)
+    from crashfleet.wiring.transport import store_url
+
+    store = CrashStore(store_url(settings.store))
     store.migrate()
     registry = CollectorRegistry()
     metrics = AnalyzerMetrics(registry)
     registry.register(StoreCollector(store, settings.analyzer.top_clusters))
     if settings.analyzer.metrics_port:
-        start_http_server(settings.analyzer.metrics_port, registry=registry)
+        start_http_server(settings.analyzer.metrics_port, addr=settings.analyzer.metrics_addr,
+                          registry=registry)
     consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
                              topics=[k.topic_crash_reported],
                              session_timeout_s=settings.analyzer.session_timeout_s)
@@ -79,7 +84,7 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
 
 
 def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
-    return [{"id": r.id, "signature": r.signature, "panic_class": r.panic_class,
+    return [{"id": r.id, "title": r.title, "signature": r.signature, "panic_class": r.panic_class,
              "taint": r.taint, "findings": list(r.findings), "count": r.count,
              "hosts": r.hosts, "kernels": list(r.kernels),
              "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()}
@@ -87,16 +92,33 @@ def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
 
 
 def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
-    """The cluster table as text: count, hosts, kernels, findings, signature."""
+    """The cluster table as text: count, hosts, kernels, title, findings, signature. Every
+    field from a host is escaped for the terminal (:func:`term_safe`: no control, bidi or
+    newline character acts, none fakes a row); ``--json`` has the exact values."""
     if not rows:
         return "no clusters yet\n"
-    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / FINDINGS / SIGNATURE"]
+    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / TITLE / FINDINGS / SIGNATURE"]
     for r in rows:
-        lines.append(f"{r.id:16}  {r.count:5}  {r.hosts:5}  {', '.join(r.kernels)}")
+        kernels = term_safe(", ".join(r.kernels))
+        lines.append(f"{term_safe(r.id):16}  {r.count:5}  {r.hosts:5}  {kernels}")
+        if r.title:
+            lines.append(f"{'':30}{term_safe(r.title)}")
         if r.findings:
-            lines.append(f"{'':30}findings: {', '.join(r.findings)}")
-        sig = r.signature
-        while sig:
-            lines.append(f"{'':30}{sig[: width - 30]}")
-            sig = sig[width - 30:]
+            lines.append(f"{'':30}findings: {term_safe(', '.join(r.findings))}")
+        lines += [f"{'':30}{chunk}" for chunk in _wrap(term_safe(r.signature), width - 30)]
     return "\n".join(lines) + "\n"
+
+
+# One character, or one escape term_safe wrote (never cut in two by the wrapping).
+_UNIT = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|\\)|.", re.DOTALL)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    out: list[str] = []
+    line = ""
+    for m in _UNIT.finditer(text):
+        if len(line) + len(m.group()) > width and line:
+            out.append(line)
+            line = ""
+        line += m.group()
+    return [*out, line] if line else out

@@ -5,6 +5,7 @@ single-machine adapters."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 from pathlib import Path
@@ -64,7 +65,8 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
     # With --once the caller says the spool is complete: no waiting for sizes to settle.
     stable = 0.0 if once else min(settings.agent.stable_for_s, 1.0)
     cfg = dataclasses.replace(agent_config(settings), watch_dirs=(str(spool),), spool=True,
-                              require_root_owner=False, stable_for_s=stable)
+                              require_root_owner=False, stable_for_s=stable,
+                              owner_uid=os.geteuid())  # a spool holds the user's own files
     agent = Agent(cfg, store=objects, producer_factory=lambda: EmbeddedProducer(events),
                   journal=Journal(data / "agent-journal.sqlite"), identity=host_identity(),
                   metrics=agent_metrics, facts=read_facts)
@@ -90,6 +92,9 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
         agent_thread.start()
         shown = -1
         while not stop.is_set():
+            if not agent_thread.is_alive():  # never a silent dead agent: exit and say so
+                log.error("agent.thread_died")
+                return 1
             loop.run(stop, idle_exit_s=2.0)
             total = store.counts()["crashes"]
             if total != shown:  # print the table whenever new crashes were stored

@@ -51,13 +51,7 @@ def open_cache(settings: Settings, registry: CollectorRegistry | None = None, *,
     if sym.shared == "s3":
         from ingest.s3 import S3ObjectStore
 
-        s3 = settings.s3
-        store = S3ObjectStore(s3.bucket, endpoint_url=s3.endpoint_url, region=s3.region,
-                              addressing_style=s3.addressing_style,
-                              connect_timeout_s=s3.connect_timeout_s,
-                              read_timeout_s=s3.read_timeout_s, max_attempts=s3.max_attempts,
-                              sse=s3.sse, sse_kms_key_id=s3.sse_kms_key_id)
-        shared = SharedTier(store)
+        shared = SharedTier(S3ObjectStore.from_settings(settings.s3))
     return SymbolCache(sources=sources, disk=DiskTier(root / "packs", sym.disk_cap_mib << 20),
                        shared=shared, metrics=metrics, memory=MemoryTier(sym.memory_packs),
                        workdir=root / "work", lease_ttl_s=sym.lease_ttl_s,

@@ -26,7 +26,12 @@ def build_web_app(settings: Settings, *, data: Path | None = None,
     from web import create_app
 
     if store is None:
-        store = data_store(data) if data is not None else CrashStore(settings.store.url)
+        if data is not None:
+            store = data_store(data)
+        else:
+            from crashfleet.wiring.transport import store_url
+
+            store = CrashStore(store_url(settings.store))
         store.migrate()
     if objects is None:
         if data is not None:

@@ -52,7 +52,7 @@ def test_a_bug_on_one_dump_does_not_stop_the_others(tmp_path: Path) -> None:
     broken = {"yes": True}
 
     def facts(path: Path, with_log: bool) -> DumpFacts:
-        if Path(path).name == "poison.dump" and broken["yes"]:
+        if Path(os.path.realpath(path)).name == "poison.dump" and broken["yes"]:
             raise RuntimeError("a field nothing anticipated")
         return read_facts(path, with_log)
 

@@ -171,8 +171,11 @@ def test_sigkill_mid_upload_resumes_with_parts_reused(tmp_path: Path, services: 
         if proc.poll() is not None:
             pytest.fail(f"agent exited early ({proc.returncode}): {proc.stderr.read()!r}")
         if journal.exists():
-            with sqlite3.connect(journal) as db:
-                row = db.execute("SELECT parts FROM dumps").fetchone()
+            try:
+                with sqlite3.connect(journal) as db:
+                    row = db.execute("SELECT parts FROM dumps").fetchone()
+            except sqlite3.OperationalError:  # the agent is still creating its tables
+                continue
             parts = len(json.loads(row[0])) if row else 0
     assert parts >= 3, "upload did not make progress"
     proc.send_signal(signal.SIGKILL)

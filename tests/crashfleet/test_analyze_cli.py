@@ -43,7 +43,8 @@ def test_summary(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
                  "poll_ring+0xc/0x40 [vendor_mod]", "worker (pid 7) on CPU 1",
                  "GOE (O: out-of-tree module loaded; E: unsigned module loaded)",
                  "vendor_mod(OE)", "last unloaded: old_mod", "poll_init+0x1d/0x1000 [vendor_mod]",
-                 "2023-11-14 22:13:20 UTC"):
+                 "2023-11-14 22:13:20 UTC",
+                 "title:         BUG: kernel NULL pointer dereference in poll_ring [vendor_mod]"):
         assert want in out, want
 
 
@@ -54,6 +55,7 @@ def test_json_and_log(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["task"] == {"comm": "worker", "pid": 7, "cpu": 1, "uid": None}
     assert doc["modules"]["last_unloaded"] == "old_mod"
     assert doc["frames"][0]["function"] == "poll_init"
+    assert doc["title"] == "BUG: kernel NULL pointer dereference in poll_ring [vendor_mod]"
     assert cli.main([str(dump), "--log"]) == 0
     log = capsys.readouterr().out
     assert log.splitlines()[1] == ("[    0.005000] [      T7] BUG: kernel NULL pointer "

@@ -81,6 +81,12 @@ def test_run_once_clusters_the_fixture_corpus(
     assert (precision, recall) == (1.0, 1.0), (precision, recall, predicted)
     uau = [c for c in clusters if "use-after-module-unload(vendordeferio)" in c["findings"]]
     assert len(uau) == 1 and len(uau[0]["kernels"]) >= 2
+    # The same bug on 5.10 and 6.1 has one title, naming the unloaded module.
+    assert uau[0]["title"] == "BUG: unable to handle page fault in unloaded module vendordeferio"
+    assert all(c["title"] for c in clusters)
+    assert "BUG: unable to handle page fault in unloaded module vendordeferio" in r.stdout
+    crashes = json.loads(run_cli("crashes", "--cluster", uau[0]["id"], "--json", env=env).stdout)
+    assert {c["title"] for c in crashes} == {uau[0]["title"]}
 
 
 @pytest.mark.parametrize(("truth", "pred", "scores"), [

@@ -11,7 +11,6 @@ from signature import (
     SignatureInput,
     compute_signature,
     load_patterns,
-    normalize_comm,
     normalize_function,
 )
 from signature.cluster import ClusterCandidate, choose_cluster
@@ -41,15 +40,6 @@ def test_every_data_line_compiles(name: str) -> None:
 )
 def test_normalize_function(raw: str, norm: str) -> None:
     assert normalize_function(raw) == norm
-
-
-@pytest.mark.parametrize(
-    ("comm", "norm"),
-    [("vdeferio8_1", "vdeferio*"), ("veeamdeferio8_1", "veeamdeferio*"),
-     ("kworker/3:1", "kworker/*"), ("kworker/u8:2", "kworker/u*"), ("insmod", "insmod")],
-)
-def test_normalize_comm(comm: str, norm: str) -> None:
-    assert normalize_comm(comm) == norm
 
 
 def _sig(cls: str = "page_fault", rip: Frame | None = None, frames: tuple[Frame, ...] = (),

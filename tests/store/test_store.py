@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from signature import Finding, Frame, SignatureInput, compute_signature
+from signature.titles import Title
 from store import CrashRecord, CrashStore
 
 
@@ -66,6 +68,33 @@ def test_record_is_idempotent_and_clusters_count_hosts_and_kernels(store: CrashS
     assert other.count == 1 and other.panic_class == "sysrq"
     assert [c.event_id for c in store.crashes(top.id)] == ["e2", "e1"]
     assert store.counts()["crashes"] == 3
+
+
+def _titled(event: str, frames: tuple[str, ...], text: str, alt: str) -> CrashRecord:
+    sig = compute_signature(SignatureInput("kernel_bug", Frame(frames[0], "m"),
+                                           tuple(Frame(f) for f in frames[1:]), "GOE"))
+    title = Title(text, "kernel_bug", 30, "class: kernel_bug", frames[0] + " [m]", (alt,))
+    return dataclasses.replace(rec(event, sig), title=title,
+                               explanation={"title": {"text": text}})
+
+
+def test_titles_and_explanations_are_stored_and_alternative_titles_join(
+        store: CrashStore) -> None:
+    a = store.record(_titled("t1", ("free_ring", "ring_init", "do_one_initcall"),
+                             "kernel BUG at ring.c:10 in free_ring [m]", "kernel BUG in free_ring"))
+    # The same function reached through another path on another build: frames unalike.
+    b = store.record(_titled("t2", ("free_ring", "ring_worker", "process_one_work", "kthread"),
+                             "kernel BUG at ring.c:12 in free_ring [m]", "kernel BUG in free_ring"))
+    c = store.record(_titled("t3", ("free_pool", "pool_worker", "process_one_work", "kthread"),
+                             "kernel BUG at pool.c:3 in free_pool [m]", "kernel BUG in free_pool"))
+    assert b.cluster_id == a.cluster_id and c.cluster_id != a.cluster_id
+    titles = {r.id: r.title for r in store.clusters()}
+    assert titles[a.cluster_id] == "kernel BUG at ring.c:10 in free_ring [m]"
+    assert sorted(r.title or "" for r in store.crashes(a.cluster_id)) == [
+        "kernel BUG at ring.c:10 in free_ring [m]", "kernel BUG at ring.c:12 in free_ring [m]"]
+    assert store.explanation("t2") == {
+        "title": {"text": "kernel BUG at ring.c:12 in free_ring [m]"}}
+    assert store.explanation("nope") is None
 
 
 def test_new_taint_letters_and_sets(store: CrashStore) -> None:

@@ -158,7 +158,7 @@ def test_json_report_fields(case: Case) -> None:
 
     with LocalFileSource(case.dump) as src:
         doc = json.loads(analyze(src).report.to_json())
-    assert doc["schema"] == "crashfleet.analyzer/report" and doc["version"] == 1
+    assert doc["schema"] == "crashfleet.analyzer/report" and doc["version"] == 2
     assert doc["kernel"]["release"] == case.manifest["kernel_release"]
     assert doc["kernel"]["build_id"] == case.manifest["build_id"]
     ct = case.manifest.get("crashed_task") or {}

@@ -14,16 +14,11 @@ from dataclasses import dataclass
 from vmcore.deep.modules import ModuleRecord
 from vmcore.deep.tasks import TaskRecord
 from vmcore.deep.unwind import MemFrame
+from vmcore.findings import MODULES_VADDR, in_module_area, in_null_page
 from vmcore.report import FindingInfo
 
-__all__ = ["MODULES_END", "MODULES_VADDR", "Facts", "find"]
+__all__ = ["Facts", "find"]
 
-# x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): it starts where the
-# kernel image mapping ends (0xffffffffa0000000 with a 512 MiB image, 0xffffffffc0000000 with
-# KASLR's 1 GiB) and ends below the fixmap.
-MODULES_VADDR = 0xFFFFFFFFA0000000
-MODULES_END = 0xFFFFFFFFFF000000
-_NULL_PAGE = 4096
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ def _use_after_unload(f: Facts) -> list[FindingInfo]:
     if not f.last_unloaded:
         return []
     for fr in f.frames:
-        if not (fr.exception or fr.reliable) or not f.modules_start <= fr.address < MODULES_END:
+        if not (fr.exception or fr.reliable) or not in_module_area(fr.address, f.modules_start):
             continue
         if any(m.contains(fr.address) for m in f.modules):
             continue
@@ -79,7 +74,7 @@ def _use_after_unload(f: Facts) -> list[FindingInfo]:
 
 
 def _null_deref(f: Facts) -> list[FindingInfo]:
-    if f.klass != "page_fault" or f.fault_address is None or f.fault_address >= _NULL_PAGE:
+    if f.klass != "page_fault" or f.fault_address is None or not in_null_page(f.fault_address):
         return []
     fr = _fault_frame(f)
     return [FindingInfo(

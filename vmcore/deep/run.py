@@ -20,7 +20,6 @@ from vmcore.deep.tasks import (
     read_task,
 )
 from vmcore.deep.unwind import MemFrame, unwind
-from vmcore.errors import AnalyzerError
 from vmcore.notes import PrStatus
 from vmcore.report import FindingInfo, MemFrameInfo, MemoryInfo, ModuleEntry
 from vmcore.symbols import KernelSymbols
@@ -79,14 +78,11 @@ def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,
     """Analyze the dump's memory with ``pack``; ``cpus`` are the NT_PRSTATUS notes;
     ``oops_cpu`` the CPU the log's oops names (else the first CPU whose registers lie on its
     current task's stack). Raises :class:`~vmcore.deep.match.PackMismatch` only."""
-    matched_by = match_pack(info, pack, mem)
+    # the dump's own symbols (vmcore.dumpsyms) are the dump's kernel by construction
+    matched_by = "dump" if getattr(pack, "from_dump", False) else match_pack(info, pack, mem)
     ctx = Context(mem, pack, kaslr_offset(info))
     notes = ctx.notes
-    try:
-        mods, mods_ok = read_modules(ctx)
-    except AnalyzerError as exc:  # defensive: Context reads do not raise
-        notes.append(f"modules: {exc}")
-        mods, mods_ok = [], False
+    mods, mods_ok = read_modules(ctx)  # Context reads return None, never raise
     lu = last_unloaded(ctx)
     tasks, tasks_ok = list_tasks(ctx)
     candidates = [oops_cpu] if oops_cpu is not None else list(range(len(cpus) or 1))

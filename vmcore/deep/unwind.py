@@ -144,131 +144,144 @@ def _is_text(ctx: Context, mods: list[ModuleRecord], addr: int) -> bool:
     return ctx.lookup(addr) is not None or _module_of(mods, addr) is not None
 
 
+@dataclass
+class _Walk:
+    """The unwinder's registers between steps: ``ip``, ``sp``, ``bp``; ``regs`` the full set
+    when the last step read a ``pt_regs`` (None otherwise); ``signal`` when ``ip`` is not a
+    return address; ``exception`` when it came from a ``pt_regs``; ``reliable`` when ORC
+    proved the step; ``slot`` where ``ip`` was read from."""
+
+    ip: int
+    sp: int
+    bp: int
+    regs: dict[str, int] | None
+    signal: bool = True  # the first ip is not a return address
+    exception: bool = False
+    reliable: bool = True
+    slot: int | None = None
+
+
+class _Stop(Exception):
+    """Ends the walk; ``note`` why (None: the stack's regular end)."""
+
+    def __init__(self, note: str | None = None):
+        self.note = note
+
+
+def _scan(ctx: Context, mods: list[ModuleRecord], w: _Walk) -> None:
+    """No unwind data (module text that is gone): the caller's return address is among the
+    next stack words, as crash finds it; the frame found is a guess."""
+    for i in range(_SCAN_WORDS):
+        v = ctx.u64(w.sp + 8 * i)
+        if v is not None and _is_text(ctx, mods, v) and _lookup_orc(ctx, mods, v - 1) is not None:
+            found = w.sp + 8 * i
+            w.slot, w.ip, w.sp = found, ctx.u64(found) or 0, found + 8
+            w.regs, w.signal, w.exception, w.reliable = None, False, False, False
+            return
+    raise _Stop(f"unwind: no ORC data for {w.ip:#x} and no return address near {w.sp:#x}")
+
+
+def _caller_sp(ctx: Context, orc: _Orc, w: _Walk) -> int:
+    """The caller's stack pointer (the CFA) by the entry's base register and offset."""
+    new_sp: int | None
+    if orc.sp_reg == _SP:
+        new_sp = w.sp + orc.sp_offset
+    elif orc.sp_reg == _BP:
+        new_sp = w.bp + orc.sp_offset
+    elif orc.sp_reg == _SP_IND:
+        # the offset applies after the dereference (older kernels added it before; their
+        # hints use offset 0, where both agree)
+        v = ctx.u64(w.sp)
+        new_sp = None if v is None else v + orc.sp_offset
+    elif orc.sp_reg == _BP_IND:
+        new_sp = ctx.u64(w.bp + orc.sp_offset)
+    elif orc.sp_reg in _REG_NAME and w.regs is not None and _REG_NAME[orc.sp_reg] in w.regs:
+        new_sp = w.regs[_REG_NAME[orc.sp_reg]]
+    else:
+        raise _Stop(f"unwind: ORC base register {orc.sp_reg} unknown at {w.ip:#x}")
+    if new_sp is None:
+        raise _Stop(f"unwind: stack unreadable near {w.sp:#x}")
+    return new_sp & (2**64 - 1)
+
+
+def _step(ctx: Context, orc: _Orc, w: _Walk) -> None:
+    """One ORC step from ``w`` to its caller: a return address (``call``) or a ``pt_regs``
+    (``regs``, ``regs_partial``); raises :class:`_Stop` at the end or when memory fails."""
+    cfa = new_sp = _caller_sp(ctx, orc, w)
+    if orc.kind == "call":
+        slot = new_sp - 8
+        new_ip = ctx.u64(slot)
+        if new_ip is None:
+            raise _Stop(f"unwind: return address at {slot:#x} unreadable")
+        w.slot, w.regs, w.signal, w.exception = slot, None, False, False
+    else:
+        base = new_sp if orc.kind == "regs" else new_sp - _IRET_OFFSET
+        raw = ctx.read(base, _PT_SIZE)
+        if raw is None:
+            raise _Stop(f"unwind: pt_regs at {base:#x} unreadable")
+        vals = {k: int.from_bytes(raw[o:o + 8], "little") for k, o in _PT.items()}
+        if vals["cs"] & 3:
+            raise _Stop()  # entered from user mode: the kernel stack ends here
+        new_ip, w.slot = vals["rip"], None
+        w.regs = vals if orc.kind == "regs" else None
+        w.signal, w.exception = True, True
+        new_sp = vals["rsp"]
+    if orc.bp_reg == _PREV_SP:
+        v = ctx.u64(cfa + orc.bp_offset)
+        w.bp = v if v is not None else w.bp
+    elif orc.bp_reg == _BP:
+        v = ctx.u64(w.bp + orc.bp_offset)
+        w.bp = v if v is not None else w.bp
+    elif orc.bp_reg == _UNDEF and w.regs is not None and w.exception:
+        w.bp = w.regs["rbp"]
+    w.ip, w.sp = new_ip, new_sp
+    w.reliable = True  # this step was ORC's, whatever the previous one was
+    if not w.ip:
+        raise _Stop(f"unwind: return address 0 read near {w.sp:#x}")
+
+
+def _frame(ctx: Context, mods: list[ModuleRecord], w: _Walk, where: str) -> MemFrame:
+    # a return address is symbolized by the call before it (a noreturn call may be the
+    # function's last instruction), as the kernel's %pB does
+    fn, off, size, mod = symbolize(ctx, mods, w.ip if w.signal else w.ip - 1)
+    if off is not None and not w.signal:
+        off += 1
+    return MemFrame(w.ip, fn, off, size, mod, w.reliable, w.exception, w.slot, where)
+
+
 def unwind(ctx: Context, mods: list[ModuleRecord], regs: dict[str, int],
            stacks: dict[str, tuple[int, int]]) -> Unwind:
     """Unwind from register set ``regs`` (``rip``, ``rsp``, ``rbp``, … as in NT_PRSTATUS)
     over ``stacks`` (name -> ``[start, end)``: ``task``, ``irq``)."""
-    notes: list[str] = []
     frames: list[MemFrame] = []
-    ip, sp, bp = regs.get("rip", 0), regs.get("rsp", 0), regs.get("rbp", 0)
-    cur_regs: dict[str, int] | None = dict(regs)
-    signal = True  # the first ip is not a return address
-    exception = False
-    reliable = True
-    slot: int | None = None
+    w = _Walk(regs.get("rip", 0), regs.get("rsp", 0), regs.get("rbp", 0), dict(regs))
     visited: dict[str, int] = {}
-
-    def stack_of(addr: int) -> str | None:
-        for name, (lo, hi) in stacks.items():
-            if lo <= addr < hi:
-                return name
-        return None
-
-    complete = False
-    while len(frames) < MAX_FRAMES:
-        where = stack_of(sp)
-        if where is None:
-            if not frames:  # the registers' RIP is still worth reporting
-                fn, off, size, mod = symbolize(ctx, mods, ip)
-                frames.append(MemFrame(ip, fn, off, size, mod, False, False, None, "unknown"))
-            notes.append(f"unwind: stack pointer {sp:#x} is outside the task and IRQ stacks")
-            break
-        if where in visited and sp < visited[where]:
-            notes.append(f"unwind: stack pointer {sp:#x} went backwards")
-            break
-        visited[where] = sp
-        # a return address is symbolized by the call before it (a noreturn call may be the
-        # function's last instruction), as the kernel's %pB does
-        fn, off, size, mod = symbolize(ctx, mods, ip if signal else ip - 1)
-        if off is not None and not signal:
-            off += 1
-        frames.append(MemFrame(ip, fn, off, size, mod, reliable, exception, slot, where))
-        orc = _lookup_orc(ctx, mods, ip if signal else ip - 1)
-        if orc is None:
-            if not signal:
-                notes.append(f"unwind: no ORC data for {ip:#x}")
-                break
-            # No unwind data (module text that is gone): the caller's return address is among
-            # the next stack words, as crash finds it; the frame found is a guess.
-            found = None
-            for i in range(_SCAN_WORDS):
-                v = ctx.u64(sp + 8 * i)
-                if v is not None and _is_text(ctx, mods, v) \
-                        and _lookup_orc(ctx, mods, v - 1) is not None:
-                    found = sp + 8 * i
-                    break
-            if found is None:
-                notes.append(f"unwind: no ORC data for {ip:#x} and no return address near "
-                             f"{sp:#x}")
-                break
-            slot = found
-            ip = ctx.u64(found) or 0
-            sp = found + 8
-            cur_regs, signal, exception, reliable = None, False, False, False
-            continue
-        if orc.kind == "end":
-            complete = True
-            break
-        if orc.kind == "undefined":
-            notes.append(f"unwind: undefined ORC entry at {ip:#x}")
-            break
-        new_sp: int | None
-        if orc.sp_reg == _SP:
-            new_sp = sp + orc.sp_offset
-        elif orc.sp_reg == _BP:
-            new_sp = bp + orc.sp_offset
-        elif orc.sp_reg == _SP_IND:
-            # the offset applies after the dereference (older kernels added it before; their
-            # hints use offset 0, where both agree)
-            v = ctx.u64(sp)
-            new_sp = None if v is None else v + orc.sp_offset
-        elif orc.sp_reg == _BP_IND:
-            new_sp = ctx.u64(bp + orc.sp_offset)
-        elif orc.sp_reg in _REG_NAME and cur_regs is not None \
-                and _REG_NAME[orc.sp_reg] in cur_regs:
-            new_sp = cur_regs[_REG_NAME[orc.sp_reg]]
-        else:
-            notes.append(f"unwind: ORC base register {orc.sp_reg} unknown at {ip:#x}")
-            break
-        if new_sp is None:
-            notes.append(f"unwind: stack unreadable near {sp:#x}")
-            break
-        new_sp &= 2**64 - 1
-        cfa = new_sp
-        if orc.kind == "call":
-            slot = new_sp - 8
-            new_ip = ctx.u64(slot)
-            if new_ip is None:
-                notes.append(f"unwind: return address at {slot:#x} unreadable")
-                break
-            cur_regs, signal, exception = None, False, False
-        else:
-            base = new_sp if orc.kind == "regs" else new_sp - _IRET_OFFSET
-            raw = ctx.read(base, _PT_SIZE)
-            if raw is None:
-                notes.append(f"unwind: pt_regs at {base:#x} unreadable")
-                break
-            vals = {k: int.from_bytes(raw[o:o + 8], "little") for k, o in _PT.items()}
-            if vals["cs"] & 3:
-                complete = True  # entered from user mode: the kernel stack ends here
-                break
-            new_ip, slot = vals["rip"], None
-            cur_regs = vals if orc.kind == "regs" else None
-            signal, exception = True, True
-            new_sp = vals["rsp"]
-        if orc.bp_reg == _PREV_SP:
-            v = ctx.u64(cfa + orc.bp_offset)
-            bp = v if v is not None else bp
-        elif orc.bp_reg == _BP:
-            v = ctx.u64(bp + orc.bp_offset)
-            bp = v if v is not None else bp
-        elif orc.bp_reg == _UNDEF and cur_regs is not None and exception:
-            bp = cur_regs["rbp"]
-        ip, sp = new_ip, new_sp
-        reliable = True  # this step was ORC's, whatever the previous one was
-        if not ip:
-            notes.append(f"unwind: return address 0 read near {sp:#x}")
-            break
-    else:
-        notes.append(f"unwind: stopped after {MAX_FRAMES} frames")
-    return Unwind(tuple(frames), complete, tuple(notes))
+    try:
+        while len(frames) < MAX_FRAMES:
+            where = next((n for n, (lo, hi) in stacks.items() if lo <= w.sp < hi), None)
+            if where is None:
+                if not frames:  # the registers' RIP is still worth reporting
+                    fn, off, size, mod = symbolize(ctx, mods, w.ip)
+                    frames.append(MemFrame(w.ip, fn, off, size, mod, False, False, None,
+                                           "unknown"))
+                raise _Stop(f"unwind: stack pointer {w.sp:#x} is outside the task and IRQ "
+                            "stacks")
+            if where in visited and w.sp < visited[where]:
+                raise _Stop(f"unwind: stack pointer {w.sp:#x} went backwards")
+            visited[where] = w.sp
+            frames.append(_frame(ctx, mods, w, where))
+            orc = _lookup_orc(ctx, mods, w.ip if w.signal else w.ip - 1)
+            if orc is None:
+                if not w.signal:
+                    raise _Stop(f"unwind: no ORC data for {w.ip:#x}")
+                _scan(ctx, mods, w)
+                continue
+            if orc.kind == "end":
+                raise _Stop()
+            if orc.kind == "undefined":
+                raise _Stop(f"unwind: undefined ORC entry at {w.ip:#x}")
+            _step(ctx, orc, w)
+    except _Stop as stop:
+        end = stop.note is None
+        return Unwind(tuple(frames), end, () if end else (stop.note or "",))
+    return Unwind(tuple(frames), False, (f"unwind: stopped after {MAX_FRAMES} frames",))

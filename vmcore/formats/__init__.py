@@ -32,7 +32,10 @@ def detect(src: ByteSource) -> str:
         return "kdump-flattened"
     if is_elf(head):
         return "elf"
-    raise UnsupportedDump(f"unknown dump format (starts with {head[:16]!r})", offset=0)
+    # The reason travels to logs, the dead-letter topic and the store: it never quotes the
+    # file's bytes (a hard link to /etc/shadow would have its first line echoed).
+    raise UnsupportedDump(f"unknown dump format (no known signature in the first "
+                          f"{len(head[:16])} bytes)", offset=0)
 
 
 class Dump(NamedTuple):

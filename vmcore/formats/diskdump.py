@@ -73,7 +73,7 @@ def parse_header(src: ByteSource) -> KdumpHeader:
     """Read and validate block 0 and the sub-header; every bound is checked against the file."""
     raw = read_exact(src, 0, HEADER_SIZE, "disk_dump_header")
     if raw[:8] not in SIGNATURES:
-        raise CorruptDump(f"no kdump signature (found {raw[:8]!r})", offset=0)
+        raise CorruptDump("no kdump signature in the first 8 bytes", offset=0)  # never quoted
     (version,) = struct.unpack_from("<i", raw, 8)
     uts = {f: _cstr(raw[12 + 65 * i : 12 + 65 * (i + 1)]) for i, f in enumerate(_UTS_FIELDS)}
     tv_sec, tv_usec = struct.unpack_from("<qq", raw, 408)

@@ -67,7 +67,7 @@ class FlatIndex(NamedTuple):
             raise CorruptDump("flat index shorter than its header", offset=0)
         magic, count, logical, source, complete = _INDEX_HEAD.unpack_from(data, 0)
         if magic != _INDEX_MAGIC:
-            raise CorruptDump(f"flat index magic {magic!r}", offset=0)
+            raise CorruptDump("flat index without its magic", offset=0)
         if len(data) != _INDEX_HEAD.size + count * _SEG.size:
             raise CorruptDump(f"flat index of {len(data)} bytes does not hold {count} segments",
                               offset=8)

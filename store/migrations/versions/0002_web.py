@@ -2,7 +2,7 @@
 state, and indexes for the web UI's filters; existing crashes are counted in.
 
 Revision ID: 0002_web
-Revises: 0001
+Revises: 0004_titles
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_web"
-down_revision = "0001"
+down_revision = "0004_titles"
 branch_labels = None
 depends_on = None
 

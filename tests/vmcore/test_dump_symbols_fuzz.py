@@ -1,0 +1,94 @@
+"""Fuzzing the dump's own symbols: mutations of the real 6.1 kallsyms tables and ORC sections
+(read from the committed dump) end in a decoded table or a typed error, never another
+exception, with bounded reads."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vmcore.errors import AddressNotMapped, BadKallsyms, BadOrc
+from vmcore.formats import open_dump
+from vmcore.kallsyms import MAX_NAMES_BYTES, read_kallsyms
+from vmcore.orc import MemoryOrc
+from vmcore.source import LocalFileSource
+from vmcore.vmcoreinfo import parse_vmcoreinfo
+from vmcore.x86_64 import KernelMemory
+
+from .conftest import CASES
+
+_FUZZ = settings(max_examples=40, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                        HealthCheck.too_slow])
+_TABLES = ("kallsyms_num_syms", "kallsyms_relative_base", "kallsyms_offsets",
+           "kallsyms_token_table", "kallsyms_token_index", "kallsyms_names")
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, Any]:
+    """The 6.1 dump's kallsyms tables as one contiguous copy (they sit side by side in
+    .rodata), with VMCOREINFO's symbols."""
+    case = next((c for c in CASES if c.manifest["kernel_release"].startswith("6.1")), None)
+    if case is None:
+        pytest.skip("no 6.1 dump fixture")
+    with LocalFileSource(case.dump) as src:
+        d = open_dump(src)
+        info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
+        hdr = d.kdump_header
+        mem = KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None)
+        lo = min(info.symbols[n] for n in _TABLES)
+        hi = max(info.symbols[n] for n in _TABLES) + 4096
+        blob = mem.read(lo, hi - lo)
+    return {"syms": dict(info.symbols), "slide": info.kernel_offset or 0, "lo": lo,
+            "blob": blob}
+
+
+_EDITS = st.lists(st.tuples(st.integers(0, 1 << 30), st.integers(0, 255)), min_size=1,
+                  max_size=8)
+
+
+@_FUZZ
+@given(edits=_EDITS, count=st.integers(0, 2**32 - 1), near_head=st.booleans())
+def test_kallsyms_damaged(real: dict[str, Any], edits: list[tuple[int, int]], count: int,
+                          near_head: bool) -> None:
+    buf = bytearray(real["blob"])
+    syms = real["syms"]
+    for pos, val in edits:
+        # half the runs damage the small tables (count, base, token table and index)
+        if near_head:
+            pos = syms["kallsyms_token_table"] - real["lo"] + pos % 0x800 \
+                if pos & 1 else pos % 16
+        buf[pos % len(buf)] = val
+    at = syms["kallsyms_num_syms"] - real["lo"]
+    buf[at:at + 4] = (count % 40_000 if count & 1 else count).to_bytes(4, "little")
+    data = bytes(buf)
+    read_bytes = [0]
+
+    def read(addr: int, length: int) -> bytes:
+        read_bytes[0] += length
+        off = addr - real["lo"]
+        if off < 0 or off + length > len(data):
+            raise AddressNotMapped("outside the copy", offset=addr, space="virt")
+        return data[off:off + length]
+
+    with contextlib.suppress(BadKallsyms):
+        ks = read_kallsyms(read, syms, real["slide"])
+        assert 0 < len(ks) <= 1_000_000
+    assert read_bytes[0] <= 2 * MAX_NAMES_BYTES + 8 * 1_000_000
+
+
+@_FUZZ
+@given(ips=st.binary(max_size=4096), entries=st.binary(max_size=6144),
+       probes=st.lists(st.integers(0, 2**64 - 1), max_size=8))
+def test_orc_damaged(ips: bytes, entries: bytes, probes: list[int]) -> None:
+    try:
+        orc = MemoryOrc(ips, 0xFFFFFFFF81000000, entries, None)
+    except BadOrc:
+        return
+    for a in probes:
+        e = orc.lookup(a)
+        assert e is None or (0 <= e.sp_reg < 16 and 0 <= e.bp_reg < 16)

@@ -1,0 +1,198 @@
+"""The dump's own symbols from hostile memory: lying kallsyms counts and offsets, BTF with
+cycles and absurd sizes, ORC tables pointing anywhere → bounded work, typed errors, partial
+results flagged. Memory is a synthetic map of regions (what a dump would hold), built here
+byte by byte in the kernel's formats (``scripts/kallsyms.c``, ``include/uapi/linux/btf.h``)."""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import pytest
+
+from vmcore.btf import MAX_MEMBER_VISITS, parse_btf_structs
+from vmcore.dumpsyms import symbols_from_dump
+from vmcore.errors import AddressNotMapped, BadBtf, BadKallsyms, BadOrc
+from vmcore.kallsyms import MAX_SYMBOLS, read_kallsyms
+from vmcore.orc import MemoryOrc
+from vmcore.vmcoreinfo import VmcoreInfo
+
+SLIDE = 0x2D000000
+TEXT = 0xFFFFFFFF81000000 + SLIDE
+TABLES = 0xFFFFFFFF82000000 + SLIDE
+
+
+class Memory:
+    """Regions of kernel virtual memory; anything else is unmapped."""
+
+    def __init__(self) -> None:
+        self.regions: dict[int, bytes] = {}
+        self.reads = 0
+        self.bytes = 0
+
+    def put(self, addr: int, data: bytes) -> None:
+        self.regions[addr] = data
+
+    def read(self, addr: int, length: int) -> bytes:
+        self.reads += 1
+        self.bytes += length
+        for start, data in self.regions.items():
+            if start <= addr and addr + length <= start + len(data):
+                return data[addr - start : addr - start + length]
+        raise AddressNotMapped("unmapped", offset=addr, space="virt")
+
+
+def _kallsyms(mem: Memory, syms: list[tuple[str, int]], *, percpu: bool = True,
+              count: int | None = None, base: int = TEXT) -> dict[str, int]:
+    """Identity tokens (token i is the character i): each name byte is its own token."""
+    table = b"".join(bytes([i or 63]) + b"\0" for i in range(256))
+    index = array("H", (2 * i for i in range(256))).tobytes()
+    names = b"".join(bytes([len(n)]) + n.encode() for n, _a in syms)
+    offs = array("i")
+    for _n, a in syms:
+        if a < 0xFFFFFFFF80000000:
+            offs.append(a)
+        else:
+            offs.append(base - 1 - a if percpu else (a - base) - (1 << 32) * ((a - base) >> 31))
+    at = {"kallsyms_num_syms": TABLES, "kallsyms_relative_base": TABLES + 8,
+          "kallsyms_offsets": TABLES + 0x100, "kallsyms_token_table": TABLES + 0x10000,
+          "kallsyms_token_index": TABLES + 0x11000, "kallsyms_names": TABLES + 0x20000}
+    mem.put(TABLES, struct.pack("<IIQ", len(syms) if count is None else count, 0, base))
+    mem.put(at["kallsyms_offsets"], offs.tobytes())
+    mem.put(at["kallsyms_token_table"], table.ljust(0x1000, b"\0"))
+    mem.put(at["kallsyms_token_index"], index)
+    mem.put(at["kallsyms_names"], names.ljust(0x1000, b"\0"))
+    stext = next((a for n, a in syms if n == "T_stext"), TEXT)
+    return {**at, "_stext": stext}
+
+
+_SYMS = [("Tcurrent_task", 0x1FB80), ("T_stext", TEXT), ("Tstart_kernel", TEXT + 0x100),
+         ("tkthread", TEXT + 0x200), ("Tinit_task", TEXT + 0x1000), ("T_etext", TEXT + 0x300)]
+
+
+@pytest.mark.parametrize("percpu", [True, False])
+def test_both_layouts_are_told_apart_by_stext(percpu: bool) -> None:
+    mem = Memory()
+    ks = read_kallsyms(mem.read, _kallsyms(mem, _SYMS, percpu=percpu), SLIDE)
+    assert ks.layout == ("absolute-percpu" if percpu else "relative")
+    if percpu:
+        assert ks.address_of("current_task") == 0x1FB80  # a per-cpu offset stays one
+    assert ks.address_of("kthread") == TEXT + 0x200 - SLIDE
+    hit = ks.lookup(TEXT + 0x2DA - SLIDE)
+    assert hit is not None and (hit.name, hit.offset, hit.size, hit.kind) == \
+        ("kthread", 0xDA, 0x100, "t")
+
+
+def test_a_count_of_2_31_is_refused_before_any_work() -> None:
+    mem = Memory()
+    syms = _kallsyms(mem, _SYMS, count=2**31)
+    with pytest.raises(BadKallsyms, match="kallsyms_num_syms 2147483648"):
+        read_kallsyms(mem.read, syms, SLIDE)
+    assert mem.bytes < 64
+    assert MAX_SYMBOLS < 2**31
+
+
+def test_a_count_larger_than_the_names_ends_in_a_typed_error() -> None:
+    mem = Memory()
+    syms = _kallsyms(mem, _SYMS, count=len(_SYMS) + 50)
+    with pytest.raises(BadKallsyms):
+        read_kallsyms(mem.read, syms, SLIDE)
+    assert mem.bytes < 1 << 20
+
+
+def test_lying_offsets_fail_the_stext_check() -> None:
+    mem = Memory()
+    syms = _kallsyms(mem, _SYMS)
+    syms["_stext"] = TEXT + 0x40  # VMCOREINFO and the table disagree
+    with pytest.raises(BadKallsyms, match="_stext decodes to neither"):
+        read_kallsyms(mem.read, syms, SLIDE)
+
+
+def test_token_index_beyond_the_table() -> None:
+    mem = Memory()
+    syms = _kallsyms(mem, _SYMS)
+    mem.put(syms["kallsyms_token_index"], array("H", [0xFFF0] * 256).tobytes())
+    with pytest.raises(BadKallsyms, match="token at 65520 is not terminated"):
+        read_kallsyms(mem.read, syms, SLIDE)
+
+
+def test_missing_exports_say_before_v6_0() -> None:
+    with pytest.raises(BadKallsyms, match=r"before v6\.0"):
+        read_kallsyms(Memory().read, {"_stext": TEXT}, SLIDE)
+
+
+def _info(syms: dict[str, int]) -> VmcoreInfo:
+    return VmcoreInfo(osrelease="6.1.0-test", kernel_offset=SLIDE, symbols=syms)
+
+
+def test_absurd_btf_and_orc_spans_become_notes() -> None:
+    """__stop_BTF before __start_BTF, ORC tables 1 GiB long: no read of that size is
+    tried; the symbols are still usable, with notes (the report is then partial)."""
+    mem = Memory()
+    syms = _kallsyms(mem, [*_SYMS, ("R__start_BTF", TEXT + 0x500), ("R__stop_BTF", TEXT + 0x400),
+                           ("R__start_orc_unwind_ip", TEXT + 0x600),
+                           ("R__stop_orc_unwind_ip", TEXT + 0x600 + (1 << 30)),
+                           ("R__start_orc_unwind", TEXT + 0x700),
+                           ("R__stop_orc_unwind", TEXT + 0x800)])
+    own = symbols_from_dump(mem.read, _info(syms))
+    assert own.types == {} and own.orc.lookup(TEXT) is None
+    assert any(n.startswith("btf: __start_BTF..__stop_BTF spans") for n in own.notes)
+    assert any(n.startswith("orc: __start_orc_unwind_ip") for n in own.notes)
+    assert mem.bytes < 1 << 20
+
+
+def test_orc_pointing_anywhere() -> None:
+    """ip entries that are extreme 32-bit offsets, out of order: a table whose lookups stay
+    inside it; sections of disagreeing lengths: a typed error."""
+    ips = array("i", [0x7FFFFFFF, -0x80000000, 5, 0]).tobytes()
+    orc = MemoryOrc(ips, 0xFFFFFFFF81000000, bytes(range(24)), None)
+    assert orc.lookup(0xFFFFFFFF81000000 - 0x80000000 + 4) is not None
+    assert orc.lookup(0) is None
+    last = orc.lookup(2**64 - 1)  # the last entry governs what follows it, as in the kernel
+    assert last is not None and last.ip <= 2**64 - 1
+    with pytest.raises(BadOrc, match="disagree"):
+        MemoryOrc(ips, 0xFFFFFFFF81000000, b"\0" * 7, None)
+    orc = MemoryOrc(array("i", [40, -4, 1000, 8]).tobytes(), 0xFFFFFFFF81000000,
+                    bytes(range(24)), None)
+    for a in (0, 0xFFFFFFFF81000000, 0xFFFFFFFF81000008, 2**64 - 1):
+        e = orc.lookup(a)
+        assert e is None or 0 <= e.sp_reg < 16
+
+
+def _btf(types: list[bytes], strings: bytes = b"\0a\0") -> bytes:
+    body = b"".join(types)
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body),
+                       len(strings)) + body + strings
+
+
+def _struct(name_off: int, members: list[tuple[int, int, int]], size: int = 8) -> bytes:
+    info = (4 << 24) | len(members)
+    return struct.pack("<III", name_off, info, size) + b"".join(
+        struct.pack("<III", *m) for m in members)
+
+
+def test_btf_anonymous_member_cycle() -> None:
+    """struct a { struct a; } (anonymous, so it is flattened): a cycle, refused."""
+    data = _btf([_struct(1, [(0, 1, 0)])])
+    with pytest.raises(BadBtf, match="contains itself"):
+        parse_btf_structs(data, ["a"])
+
+
+def test_btf_exponential_anonymous_members_are_capped() -> None:
+    """Each of 16 levels holds 60,000 anonymous members of the next: 60,000^16 visits
+    without a cap; with it a typed error after MAX_MEMBER_VISITS."""
+    n, levels = 60_000, 16
+    types = [_struct(1 if i == 0 else 0, [(0, i + 2, 0)] * n) for i in range(levels)]
+    types.append(_struct(0, [(1, 0, 0)]))
+    with pytest.raises(BadBtf, match=f"more than {MAX_MEMBER_VISITS}"):
+        parse_btf_structs(_btf(types), ["a"])
+
+
+def test_btf_absurd_sizes_stay_numbers() -> None:
+    """An array of 2^32-1 arrays of 2^32-1 longs: its size is computed, never allocated."""
+    int_t = struct.pack("<IIII", 0, 1 << 24, 8, 64)
+    arr1 = struct.pack("<III", 0, 3 << 24, 0) + struct.pack("<III", 1, 1, 0xFFFFFFFF)
+    arr2 = struct.pack("<III", 0, 3 << 24, 0) + struct.pack("<III", 2, 1, 0xFFFFFFFF)
+    a = _struct(1, [(1, 3, 0)], size=0xFFFFFFFF)
+    layouts = parse_btf_structs(_btf([int_t, arr1, arr2, a]), ["a"])
+    assert layouts["a"].members["a"].size == 8 * 0xFFFFFFFF ** 2

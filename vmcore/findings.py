@@ -1,0 +1,89 @@
+"""The findings the kernel log alone supports, and the address facts every finding rule uses.
+
+One home for the x86_64 module-area bounds and the NULL-page bound: the memory rules
+(:mod:`vmcore.deep.findings`), the report and the signature inputs all import them from here,
+and :func:`log_findings` is the one function that computes the log-based findings for both
+the report and the signature.
+"""
+
+from __future__ import annotations
+
+from vmcore.report import FindingInfo, Report
+
+__all__ = [
+    "MODULES_END",
+    "MODULES_VADDR",
+    "NULL_PAGE_SIZE",
+    "in_module_area",
+    "in_null_page",
+    "log_findings",
+    "merge_findings",
+]
+
+# x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): it starts where the
+# kernel image mapping ends (0xffffffffa0000000 with a 512 MiB image, 0xffffffffc0000000 with
+# KASLR's 1 GiB) and ends below the fixmap.
+MODULES_VADDR = 0xFFFFFFFFA0000000
+MODULES_END = 0xFFFFFFFFFF000000
+# The first page is never mapped: a fault below it is a NULL pointer (plus a member offset).
+NULL_PAGE_SIZE = 4096
+
+
+def in_module_area(address: int, start: int = MODULES_VADDR) -> bool:
+    """True when ``address`` lies in the module mapping area (``start``: where the kernel
+    image mapping ends, when memory tells)."""
+    return start <= address < MODULES_END
+
+
+def in_null_page(address: int) -> bool:
+    """True when a faulting data ``address`` is in the NULL page."""
+    return 0 <= address < NULL_PAGE_SIZE
+
+
+def _thread(report: Report) -> str | None:
+    t = report.task
+    if t.comm is None or t.pid is None:
+        return None
+    return f"{t.comm} (pid {t.pid})"
+
+
+def _use_after_unload(report: Report) -> FindingInfo | None:
+    rip, mods = report.rip, report.modules
+    if (rip is None or rip.function is not None or rip.address is None
+            or not in_module_area(rip.address) or mods is None or not mods.last_unloaded):
+        return None
+    return FindingInfo(
+        "use-after-module-unload", mods.last_unloaded, rip.address, _thread(report),
+        (f"the oops RIP {rip.address:#x} is a bare address in the module area: no loaded "
+         "module's symbols cover it",
+         f"the log names {mods.last_unloaded!r} as the last unloaded module"), source="log")
+
+
+def _null_deref(report: Report) -> FindingInfo | None:
+    fault = report.fault
+    if (report.panic.klass != "page_fault" or fault is None or fault.address is None
+            or not in_null_page(fault.address)):
+        return None
+    rip = report.rip
+    evidence = [f"the log's faulting data address {fault.address:#x} is in the NULL page"]
+    if rip is not None:
+        evidence.append(f"faulting code {rip.text}")
+    return FindingInfo("null-pointer-dereference", rip.module if rip else None,
+                       rip.address if rip else None, _thread(report), tuple(evidence),
+                       source="log")
+
+
+def log_findings(report: Report) -> tuple[FindingInfo, ...]:
+    """The findings the report's log-based parts support (``source`` ``log``), most specific
+    first: use after module unload (a bare RIP in the module area while a module was
+    unloaded), NULL dereference (a page fault in the NULL page)."""
+    out = (_use_after_unload(report), _null_deref(report))
+    return tuple(f for f in out if f is not None)
+
+
+def merge_findings(memory: tuple[FindingInfo, ...], log: tuple[FindingInfo, ...]
+                   ) -> tuple[FindingInfo, ...]:
+    """The memory findings, then each log finding of a kind memory did not find (memory is
+    the stronger evidence; a finding is never listed twice)."""
+    kinds = {f.kind for f in memory}
+    return (*memory, *(f for f in log if f.kind not in kinds))
