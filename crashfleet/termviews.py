@@ -4,6 +4,7 @@ headers, UTC times and titles. Host text (kernels, hosts, signatures, findings) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,20 @@ def _title(row: Any) -> str:
     return str(getattr(row, "title", None) or row.signature)
 
 
+# One character, or one escape term_safe wrote: the wrapping never cuts an escape in two.
+_UNIT = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|\\)|.", re.DOTALL)
+
+
 def _wrap(text: str, indent: int, width: int) -> list[str]:
     room = max(20, width - indent)
-    return [" " * indent + text[i:i + room] for i in range(0, len(text), room)] or [""]
+    out: list[str] = []
+    line = ""
+    for m in _UNIT.finditer(text):
+        if len(line) + len(m.group()) > room and line:
+            out.append(line)
+            line = ""
+        line += m.group()
+    return [" " * indent + ln for ln in ([*out, line] if line else out)] or [""]
 
 
 def cluster_table(rows: Sequence[ClusterRow], width: int = 110) -> str:

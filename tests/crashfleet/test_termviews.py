@@ -60,3 +60,17 @@ def test_clusters_and_crashes_from_a_data_directory(tmp_path: Path) -> None:
 def test_data_directory_without_a_store_is_a_usage_error(tmp_path: Path) -> None:
     r = _cli("clusters", "--data", str(tmp_path / "nope"))
     assert r.returncode == 2 and "holds no crashfleet.sqlite" in r.stderr
+
+
+def test_wrapping_never_cuts_an_escape() -> None:
+    from crashfleet.termviews import cluster_table
+    from foundation.text import term_safe
+    from store import ClusterRow
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    sig = "x" * 103 + "\u202e" + "y" * 10 + "\\" + "z" * 120
+    row = ClusterRow(id="c1", signature=sig, panic_class="oops", taint="G", findings=(),
+                     count=1, hosts=1, kernels=("6.1",), first_seen=now, last_seen=now)
+    body = [ln.strip() for ln in cluster_table([row]).splitlines()[2:]]
+    assert "".join(body) == term_safe(sig)
+    assert body[1].startswith("\\u202e")
