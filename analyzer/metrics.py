@@ -31,6 +31,7 @@ METRIC_NAMES = (
     "crashfleet_module_unload_crashes_total",
     "crashfleet_failed_events",
     "crashfleet_dead_lettered_events",
+    "crashfleet_regressed_clusters",
     "crashfleet_analyzer_events_total",
     "crashfleet_analyzer_analysis_seconds",
     "crashfleet_analyzer_consumer_lag",
@@ -89,6 +90,9 @@ class StoreCollector(Collector):
              st.failures),
             ("crashfleet_dead_lettered_events", "Events sent to the dead-letter topic.",
              st.dead_lettered),
+            ("crashfleet_regressed_clusters",
+             "Clusters marked fixed that crashed again on a kernel at or after the fix.",
+             st.regressed),
         ):
             yield GaugeMetricFamily(name, doc, value=value)
 

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crashes": (_C + "pipeline:register_crashes", "list the crashes of a cluster"),
     "run": (_C + "pipeline:register_run",
             "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
+    "web": (_C + "web", "serve the triage web UI and JSON API"),
 }
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "SymbolsSettings",
+    "WebSettings",
     "describe",
     "env_name",
     "load_settings",
@@ -285,6 +286,28 @@ class AnalyzerSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The triage web UI and JSON API (`crashfleet web`)."""
+
+    host: str = setting("127.0.0.1", "Address the web UI listens on (loopback by default).")
+    port: int = setting(8080, "Port of the web UI.", minimum=1)
+    token: str = setting(
+        "", "Bearer token required for triage changes (and for reads with require_auth); "
+        "set it through the environment only, never in the file.", secret=True,
+    )
+    proxy_user_header: str = setting(
+        "", "Header a trusted reverse proxy sets to the authenticated user name "
+        "(e.g. X-Forwarded-User); empty: no proxy authentication."
+    )
+    require_auth: bool = setting(
+        False, "Reads need the token or the proxy header too (a shared deployment)."
+    )
+    download_ttl_s: int = setting(
+        300, "Seconds a dump download link (presigned S3 URL) stays valid.", minimum=1
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section per field."""
 
@@ -295,6 +318,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     analyzer: AnalyzerSettings = field(default_factory=AnalyzerSettings)
     symbols: SymbolsSettings = field(default_factory=SymbolsSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,6 +478,9 @@ def load_settings(
     for d in decls:
         by_section.setdefault(d.section, {})[d.name] = d
 
+    if isinstance(raw.get("web"), dict) and raw["web"].get("token"):
+        raise ConfigError(f"web.token: set it through {env_name('web.token')}, not in the "
+                          f"file ({source})", key="web.token", source=source)
     values: dict[str, dict[str, Any]] = {s: {} for s in by_section}
     for section, body in raw.items():
         if section not in by_section:
@@ -496,7 +523,7 @@ _NON_SETTING_ENV = frozenset({
     "CRASHFLEET_CONFIG", "CRASHFLEET_CACHE", "CRASHFLEET_TOOLS", "CRASHFLEET_DEMO_METRICS_PORT",
     "CRASHFLEET_FIXTURES_DIR", "CRASHFLEET_CORPUS", "CRASHFLEET_COMMITTED",
     "CRASHFLEET_GUEST_CPUS", "CRASHFLEET_GUEST_MEMORY", "CRASHFLEET_TEST_CORPUS",
-    "CRASHFLEET_TEST_POSTGRES_DSN",
+    "CRASHFLEET_TEST_POSTGRES_DSN", "CRASHFLEET_DEMO_WEB_PORT",
 })
 
 

@@ -131,6 +131,12 @@ class S3ObjectStore:
 
     # -- objects ------------------------------------------------------------------------------
 
+    def presign_get(self, key: str, expires_s: int = 300) -> str:
+        """A URL that fetches ``key`` without credentials for ``expires_s`` seconds (dump
+        downloads from the web UI). Signed locally: no request is made."""
+        return str(self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s))
+
     def head(self, key: str) -> ObjectInfo | None:
         try:
             r = self._call("head_object", Key=key)

@@ -2,12 +2,13 @@
 # make demo: the embedded pipeline on the committed real sample dumps.
 # Builds a spool with one dump per crashed guest boot, filed under a per-host directory
 # (each boot stands for one host), runs 'crashfleet run' on it, prints the cluster table and
-# keeps /metrics up until Ctrl-C.
+# keeps /metrics and the web UI up until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${CRASHFLEET_CACHE:-$HOME/.cache/crashfleet}"
 DEMO="$CACHE/demo"
 PORT="${CRASHFLEET_DEMO_METRICS_PORT:-9464}"
+WEB_PORT="${CRASHFLEET_DEMO_WEB_PORT:-8080}"
 rm -rf "$DEMO"
 mkdir -p "$DEMO/spool"
 .venv/bin/python - "$DEMO/spool" "$CACHE/fixtures" <<'PY'
@@ -41,6 +42,6 @@ if [ -d "$CACHE/debs" ] && [ -z "${CRASHFLEET_SYMBOLS_DEB_DIRS:-}" ]; then
   CRASHFLEET_SYMBOLS_DEB_DIRS="$(find "$CACHE/debs" -mindepth 1 -maxdepth 1 -type d | paste -sd, -)"
   export CRASHFLEET_SYMBOLS_DEB_DIRS
 fi
-echo "demo: metrics at http://127.0.0.1:$PORT/metrics (Ctrl-C to stop)" >&2
+echo "demo: metrics at http://127.0.0.1:$PORT/metrics, web UI at http://127.0.0.1:$WEB_PORT/ (Ctrl-C to stop)" >&2
 exec .venv/bin/crashfleet --log-level warning run --spool "$DEMO/spool" --data "$DEMO/data" \
-  --metrics-port "$PORT"
+  --metrics-port "$PORT" --web-port "$WEB_PORT"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["clusters", "crashes", "failures", "metadata", "signatures", "taint_sets"]
+__all__ = ["cluster_days", "cluster_hosts", "cluster_kernels", "cluster_modules", "cluster_taints",
+           "clusters", "crashes", "failures", "kernel_counts", "metadata", "signatures",
+           "taint_sets", "triage"]
 
 metadata = sa.MetaData()
 
@@ -25,6 +27,8 @@ clusters = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("title", sa.String(160)),  # first member's title (None: stored before titles)
     sa.Column("alt_titles", sa.Text),  # JSON list: the titles a new crash may join it by
+    # Distinct hosts (0002_web): counted when a host's first crash in the cluster is stored.
+    sa.Column("hosts", sa.Integer, nullable=False, server_default="0"),
 )
 
 signatures = sa.Table(
@@ -77,3 +81,63 @@ failures = sa.Table(
     sa.Column("dead_lettered", sa.Boolean, nullable=False),
     sa.Column("last_at", _TS, nullable=False),
 )
+
+# -- web read model (migration 0002_web) ------------------------------------------------------
+# Aggregates kept current by CrashStore.record in the crash's own transaction, so pages and the
+# metrics collector read a few rows per cluster instead of scanning crashes.
+
+cluster_days = sa.Table(
+    "cluster_days", metadata,
+    sa.Column("cluster_id", sa.String(32), sa.ForeignKey("clusters.id"), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),  # UTC day of the crash
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Index("ix_cluster_days_day", "day", "cluster_id"),
+)
+
+
+def _facet(name: str, column: str, length: int) -> sa.Table:
+    """Counts of one cluster's crashes by one facet (kernel, host, taint set, module)."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("cluster_id", sa.String(32), sa.ForeignKey("clusters.id"), primary_key=True),
+        sa.Column(column, sa.String(length), primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("first_seen", _TS, nullable=False),
+        sa.Column("last_seen", _TS, nullable=False),
+        sa.Index(f"ix_{name}_{column}", column, "cluster_id"),
+        sa.Index(f"ix_{name}_top", "cluster_id", "count"),
+    )
+
+
+cluster_kernels = _facet("cluster_kernels", "kernel", 128)
+cluster_hosts = _facet("cluster_hosts", "host", 255)
+cluster_taints = _facet("cluster_taints", "taint", 32)
+cluster_modules = _facet("cluster_modules", "module", 128)
+
+# Crashes per kernel release across the fleet (the metrics collector's by-kernel counts).
+kernel_counts = sa.Table(
+    "kernel_counts", metadata,
+    sa.Column("kernel", sa.String(128), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+# Triage state of a cluster: open, fixed (in kernel ``fixed_in``) or ignored. ``regressed_at``
+# is set when a fixed cluster recurs on a kernel at or after the fix.
+triage = sa.Table(
+    "triage", metadata,
+    sa.Column("cluster_id", sa.String(32), sa.ForeignKey("clusters.id"), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("fixed_in", sa.String(128)),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("who", sa.String(255), nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("regressed_at", _TS),
+    sa.Column("regressed_kernel", sa.String(128)),
+    sa.Index("ix_triage_state", "state"),
+)
+
+sa.Index("ix_crashes_host_time", crashes.c.host, crashes.c.analyzed_at)
+sa.Index("ix_crashes_cluster_time", crashes.c.cluster_id, crashes.c.analyzed_at)
+sa.Index("ix_clusters_last_seen", clusters.c.last_seen)
+sa.Index("ix_clusters_first_seen", clusters.c.first_seen)
+sa.Index("ix_clusters_count", clusters.c.count)

@@ -19,7 +19,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
 from signature.titles import Title
-from store.schema import clusters, crashes, failures, signatures, taint_sets
+from store.aggregates import update_aggregates
+from store.schema import (
+    cluster_kernels,
+    clusters,
+    crashes,
+    failures,
+    kernel_counts,
+    signatures,
+    taint_sets,
+    triage,
+)
+from store.triage import TriageState, read_triage, write_triage
 
 __all__ = ["ClusterRow", "CrashRecord", "CrashRow", "CrashStore", "RecordOutcome", "StoreStats"]
 
@@ -98,6 +109,7 @@ class StoreStats:
     taint_sets: int
     failures: int
     dead_lettered: int
+    regressed: int = 0
 
 
 _MIGRATE_LOCK = 0x63726173686D6967  # "crashmig": the advisory lock serializing migrations
@@ -121,8 +133,9 @@ class CrashStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (Alembic), creating it when empty."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration (Alembic), creating it when empty
+        (``revision``: an older one, for migration tests)."""
         from alembic import command
         from alembic.config import Config
 
@@ -134,7 +147,7 @@ class CrashStore:
                 # find the schema current.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -204,6 +217,9 @@ class CrashStore:
                                        else_=table.c.first_seen),
                 ))
 
+            update_aggregates(conn, self._insert, cluster_id=cluster_id, seen_at=seen_at,
+                              kernel=rec.kernel_release, host=rec.host, taint=sig.taint,
+                              frames=sig.frames, findings=rec.findings, now=now)
             known = {r[0] for r in conn.execute(sa.select(taint_sets.c.letters))}
             new_set = conn.execute(self._insert(taint_sets).values(
                 letters=sig.taint, first_seen=now, first_event_id=rec.event_id,
@@ -255,26 +271,25 @@ class CrashStore:
     # -- reading ------------------------------------------------------------------------------
 
     def clusters(self, limit: int = 100) -> list[ClusterRow]:
-        """Clusters, largest first."""
+        """Clusters, largest first (hosts and kernels from the per-cluster aggregates)."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(clusters).order_by(clusters.c.count.desc(),
                                                              clusters.c.id).limit(limit)
                                 ).mappings().all()
-            out = []
-            for r in rows:
-                hosts = conn.execute(sa.select(sa.func.count(sa.distinct(crashes.c.machine_id)))
-                                     .where(crashes.c.cluster_id == r["id"])).scalar_one()
-                kernels = conn.execute(sa.select(crashes.c.kernel_release).distinct()
-                                       .where(crashes.c.cluster_id == r["id"])).scalars().all()
-                out.append(ClusterRow(
-                    id=r["id"], signature=r["signature_text"], panic_class=r["panic_class"],
-                    taint=r["taint"], findings=tuple(json.loads(r["findings"])),
-                    count=r["count"], hosts=hosts,
-                    kernels=tuple(sorted(k or "?" for k in kernels)),
-                    first_seen=_utc(r["first_seen"]) or r["first_seen"],
-                    last_seen=_utc(r["last_seen"]) or r["last_seen"], title=r["title"],
-                ))
-        return out
+            ids = [r["id"] for r in rows]
+            kernels: dict[str, list[str]] = {}
+            if ids:
+                for cid, kernel in conn.execute(
+                        sa.select(cluster_kernels.c.cluster_id, cluster_kernels.c.kernel)
+                        .where(cluster_kernels.c.cluster_id.in_(ids))):
+                    kernels.setdefault(cid, []).append("?" if kernel == "unknown" else kernel)
+        return [ClusterRow(
+            id=r["id"], signature=r["signature_text"], panic_class=r["panic_class"],
+            taint=r["taint"], findings=tuple(json.loads(r["findings"])), count=r["count"],
+            hosts=int(r["hosts"]), kernels=tuple(sorted(kernels.get(r["id"], ()))),
+            first_seen=_utc(r["first_seen"]) or r["first_seen"],
+            last_seen=_utc(r["last_seen"]) or r["last_seen"], title=r["title"],
+        ) for r in rows]
 
     def crashes(self, cluster_id: str, limit: int = 1000) -> list[CrashRow]:
         """The crashes of one cluster, newest first."""
@@ -298,46 +313,68 @@ class CrashStore:
         return json.loads(raw) if raw else None
 
     def stats(self, top_clusters: int = 10) -> StoreStats:
-        """Counts for the metrics collector; the top clusters by count, the rest as other."""
+        """Counts for the metrics collector; the top clusters by count, the rest as other.
+        Read from the clusters table and the per-cluster aggregates: a scrape costs the same
+        at a thousand crashes as at a million."""
         with self.engine.connect() as conn:
-            def grouped(col: Any) -> dict[str, int]:
-                return {str(k if k is not None else "unknown"): int(n) for k, n in
-                        conn.execute(sa.select(col, sa.func.count()).group_by(col))}
-
-            by_class = grouped(crashes.c.panic_class)
-            by_kernel = grouped(crashes.c.kernel_release)
-            by_taint_set = grouped(crashes.c.taint)
+            by_class: dict[str, int] = {}
             by_flag: dict[str, int] = {}
-            for letters, n in by_taint_set.items():
-                for ch in letters:
+            unload: dict[str, int] = {}
+            by_cluster: list[tuple[str, int]] = []
+            for cid, klass, taint, findings, n in conn.execute(sa.select(
+                    clusters.c.id, clusters.c.panic_class, clusters.c.taint,
+                    clusters.c.findings, clusters.c.count)):
+                by_class[klass] = by_class.get(klass, 0) + n
+                for ch in taint:  # a cluster's crashes all carry its taint letters
                     by_flag[ch] = by_flag.get(ch, 0) + n
-            by_cluster = grouped(crashes.c.cluster_id)
-            top = sorted(by_cluster.items(), key=lambda kv: (-kv[1], kv[0]))
+                for f in json.loads(findings):
+                    if isinstance(f, str) and f.startswith("use-after-module-unload("):
+                        mod = f[len("use-after-module-unload("):-1] or "unknown"
+                        unload[mod] = unload.get(mod, 0) + n
+                by_cluster.append((cid, n))
+            by_kernel = {str(k): int(n) for k, n in conn.execute(
+                sa.select(kernel_counts.c.kernel, kernel_counts.c.count))}
+            top = sorted(by_cluster, key=lambda kv: (-kv[1], kv[0]))
             clusters_top = dict(top[:top_clusters])
             rest = sum(n for _, n in top[top_clusters:])
             if rest:
                 clusters_top["other"] = rest
-            unload: dict[str, int] = {}
-            for (raw,) in conn.execute(sa.select(crashes.c.findings)):
-                for f in json.loads(raw):
-                    if f.get("kind") == "use-after-module-unload":
-                        mod = str(f.get("module") or "unknown")
-                        unload[mod] = unload.get(mod, 0) + 1
+            n_fail, n_dead = conn.execute(sa.select(
+                sa.func.count(), sa.func.count().filter(failures.c.dead_lettered))).one()
             return StoreStats(
                 crashes_by_class=by_class, crashes_by_taint_flag=by_flag,
                 crashes_by_kernel=by_kernel, crashes_by_cluster=clusters_top,
                 module_unload_by_module=unload,
                 signatures=conn.execute(sa.select(sa.func.count()).select_from(signatures))
                 .scalar_one(),
-                clusters=conn.execute(sa.select(sa.func.count()).select_from(clusters))
-                .scalar_one(),
+                clusters=len(by_cluster),
                 taint_sets=conn.execute(sa.select(sa.func.count()).select_from(taint_sets))
                 .scalar_one(),
-                failures=conn.execute(sa.select(sa.func.count()).select_from(failures))
+                failures=int(n_fail), dead_lettered=int(n_dead),
+                regressed=conn.execute(sa.select(sa.func.count()).select_from(triage).where(
+                    triage.c.state == "fixed", triage.c.regressed_at.is_not(None)))
                 .scalar_one(),
-                dead_lettered=conn.execute(sa.select(sa.func.count()).select_from(failures)
-                                           .where(failures.c.dead_lettered)).scalar_one(),
             )
+
+    # -- triage -------------------------------------------------------------------------------
+
+    def set_triage(self, cluster_id: str, state: str, *, fixed_in: str | None = None,
+                   note: str = "", who: str = "", now: datetime | None = None
+                   ) -> TriageState | None:
+        """Set a cluster's triage state; None when there is no such cluster. Raises
+        :class:`~store.triage.TriageError` for an invalid change."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(clusters.c.id).where(clusters.c.id == cluster_id)
+                            ).first() is None:
+                return None
+            return write_triage(conn, cluster_id, state, fixed_in=fixed_in, note=note,
+                                who=who, now=now or datetime.now(UTC))
+
+    def triage_state(self, cluster_id: str) -> TriageState:
+        """A cluster's triage state (open when never set)."""
+        with self.engine.connect() as conn:
+            found = read_triage(conn, [cluster_id]).get(cluster_id)
+        return found or TriageState(cluster_id, "open", None, "", "", None)
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and status output)."""

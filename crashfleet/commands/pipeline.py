@@ -30,6 +30,8 @@ def register_analyzer(sub: argparse._SubParsersAction) -> None:
 def register_clusters(sub: argparse._SubParsersAction) -> None:
     """Add ``clusters``: the cluster table from the store."""
     p = sub.add_parser("clusters", help="list crash clusters from the store")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="an embedded run's data directory instead of the [store] setting")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.set_defaults(func=_clusters)
@@ -39,6 +41,9 @@ def register_crashes(sub: argparse._SubParsersAction) -> None:
     """Add ``crashes``: the crashes of one cluster."""
     p = sub.add_parser("crashes", help="list the crashes of a cluster")
     p.add_argument("--cluster", required=True, metavar="ID", help="cluster id")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="an embedded run's data directory instead of the [store] setting")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_crashes)
 
@@ -57,14 +62,26 @@ def register_run(sub: argparse._SubParsersAction) -> None:
                    help="process everything present, print the cluster table and exit")
     p.add_argument("--metrics-port", type=int,
                    help="serve /metrics on this port (default: analyzer.metrics_port; 0: off)")
+    p.add_argument("--web-port", type=int, default=0,
+                   help="serve the web UI on this loopback port beside /metrics (0: off)")
     p.set_defaults(func=_run)
 
 
-def _store(app: App) -> CrashStore:
-    from crashfleet.wiring.transport import store_url
+def _store(app: App, data: Path | None = None) -> CrashStore:
     from store import CrashStore
 
-    store = CrashStore(store_url(app.settings().store))
+    if data is not None:
+        from crashfleet.wiring.web import data_store
+
+        if not (data / "crashfleet.sqlite").is_file():
+            from foundation.errors import UsageError
+
+            raise UsageError(f"{data} holds no crashfleet.sqlite (crashfleet run --data DIR)")
+        store = data_store(data)
+    else:
+        from crashfleet.wiring.transport import store_url
+
+        store = CrashStore(store_url(app.settings().store))
     store.migrate()
     return store
 
@@ -76,9 +93,9 @@ def _analyzer(args: argparse.Namespace, app: App) -> int:
 
 
 def _clusters(args: argparse.Namespace, app: App) -> int:
-    from crashfleet.wiring.analyzer import cluster_table, clusters_json
+    from crashfleet.termviews import cluster_table, clusters_json
 
-    store = _store(app)
+    store = _store(app, args.data)
     rows = store.clusters(limit=args.limit)
     if args.json:
         json.dump(clusters_json(rows), sys.stdout, indent=2)
@@ -89,23 +106,19 @@ def _clusters(args: argparse.Namespace, app: App) -> int:
 
 
 def _crashes(args: argparse.Namespace, app: App) -> int:
-    store = _store(app)
-    rows = store.crashes(args.cluster)
+    from crashfleet.termviews import crash_table, crashes_json
+    from foundation.text import term_safe
+
+    store = _store(app, args.data)
+    rows = store.crashes(args.cluster, limit=args.limit)
     if args.json:
-        json.dump([{"event_id": r.event_id, "host": r.host, "kernel": r.kernel_release,
-                    "crash_time": r.crash_time.isoformat() if r.crash_time else None,
-                    "analyzed_at": r.analyzed_at.isoformat(), "title": r.title,
-                    "signature": r.signature,
-                    "dump_key": r.dump_key, "report_key": r.report_key} for r in rows],
-                  sys.stdout, indent=2)
+        json.dump(crashes_json(rows), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if not rows:
-        print(f"no crashes in cluster {args.cluster}")
+        print(f"no crashes in cluster {term_safe(args.cluster)}")
         return 1
-    for r in rows:
-        when = r.crash_time.isoformat() if r.crash_time else "?"
-        print(f"{r.event_id}  {r.host:20} {r.kernel_release or '?':28} {when}  {r.report_key}")
+    sys.stdout.write(crash_table(rows))
     return 0
 
 
@@ -115,4 +128,4 @@ def _run(args: argparse.Namespace, app: App) -> int:
     settings = app.settings()
     port = settings.analyzer.metrics_port if args.metrics_port is None else args.metrics_port
     return run_embedded(settings, spool=args.spool, data=args.data, once=args.once,
-                        metrics_port=port)
+                        metrics_port=port, web_port=args.web_port)

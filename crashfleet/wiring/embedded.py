@@ -19,8 +19,9 @@ from agent.journal import Journal
 from agent.metrics import AgentMetrics
 from agent.service import Agent
 from analyzer.metrics import AnalyzerMetrics, StoreCollector
+from crashfleet.termviews import cluster_table
 from crashfleet.wiring.agent import agent_config
-from crashfleet.wiring.analyzer import build_loop, cluster_table
+from crashfleet.wiring.analyzer import build_loop
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
 from ingest.embedded_log import EmbeddedAdmin, EmbeddedConsumer, EmbeddedLog, EmbeddedProducer
@@ -33,8 +34,9 @@ log = structlog.get_logger("crashfleet.run")
 
 
 def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
-                 metrics_port: int) -> int:
-    """Run until SIGTERM (or, with ``once``, until everything in the spool is analyzed)."""
+                 metrics_port: int, web_port: int = 0) -> int:
+    """Run until SIGTERM (or, with ``once``, until everything in the spool is analyzed);
+    with ``web_port``, the web UI is served beside /metrics on loopback."""
     spool.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     k = settings.kafka
@@ -52,6 +54,13 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
         print(f"metrics: http://127.0.0.1:{metrics_port}/metrics", flush=True)
+    web = None
+    if web_port and not once:
+        from crashfleet.wiring.web import build_web_app, serve_in_thread
+
+        web = serve_in_thread(build_web_app(settings, store=store, objects=objects),
+                              "127.0.0.1", web_port)
+        print(f"web: http://127.0.0.1:{web_port}/", flush=True)
 
     # With --once the caller says the spool is complete: no waiting for sizes to settle.
     stable = 0.0 if once else min(settings.agent.stable_for_s, 1.0)
@@ -95,5 +104,7 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
         agent_thread.join(timeout=10)
         return 0
     finally:
+        if web is not None:
+            web.should_exit = True
         consumer.close()
         store.dispose()

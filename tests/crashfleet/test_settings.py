@@ -83,3 +83,16 @@ def test_configuration_reference_is_in_sync() -> None:
         "docs/configuration.md is stale: regenerate with "
         "'crashfleet config docs > docs/configuration.md'"
     )
+
+
+def test_web_token_only_from_the_environment(tmp_path: Path) -> None:
+    """The web UI's bearer token is a secret: the file may not hold it, the environment may,
+    and `config check` output redacts it."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[web]\nport = 9000\ntoken = "in-the-file"\n')
+    with pytest.raises(ConfigError, match="CRASHFLEET_WEB_TOKEN"):
+        load_settings(cfg, env={})
+    cfg.write_text("[web]\nport = 9000\nproxy_user_header = \"X-Forwarded-User\"\n")
+    s = load_settings(cfg, env={"CRASHFLEET_WEB_TOKEN": "s3cret"})
+    assert (s.web.port, s.web.token, s.web.host) == (9000, "s3cret", "127.0.0.1")
+    assert redacted(s)["web"]["token"] == "***"

@@ -34,7 +34,7 @@ def test_promtool_check_rules(promtool: str) -> None:
     r = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=DEPLOY / "prometheus",
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 9 rules found" in r.stdout
+    assert "SUCCESS: 10 rules found" in r.stdout
 
 
 def test_promtool_rule_unit_tests(promtool: str) -> None:

@@ -1,0 +1,98 @@
+"""Aggregates kept current at write time: per cluster, crashes by day, kernel, host, taint set
+and module, and the regression check of fixed clusters. Called by :meth:`CrashStore.record`
+inside the crash's own transaction, so a redelivered event (no insert) changes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from store.schema import (
+    cluster_days,
+    cluster_hosts,
+    cluster_kernels,
+    cluster_modules,
+    cluster_taints,
+    clusters,
+    kernel_counts,
+    triage,
+)
+
+__all__ = ["kernel_key", "modules_of", "update_aggregates"]
+
+_FRAME_MODULE = re.compile(r" \[([^\]\s]{1,128})\]$")
+_NUM = re.compile(r"\d+|[^\d.\-+~_]+")
+MAX_MODULES = 32  # module rows per crash: a frame list is short, findings are few
+
+
+def kernel_key(release: str) -> tuple[tuple[int, Any], ...]:
+    """A sort key for kernel releases: ``5.10.0-32-cloud-amd64`` < ``6.1.0-56-cloud-amd64`` <
+    ``6.12.0-1``; numbers compare as numbers, text runs before them (``-rc1`` < ``-1``)."""
+    return tuple((0, int(p)) if p.isdigit() else (-1, p) for p in _NUM.findall(release))
+
+
+def modules_of(frames: Iterable[str], findings: Iterable[dict[str, Any]]) -> list[str]:
+    """The modules a crash names: those of its signature frames (``fn [mod]``) and findings."""
+    out: list[str] = []
+    for f in frames:
+        m = _FRAME_MODULE.search(f)
+        if m and m[1] not in out:
+            out.append(m[1])
+    for fd in findings:
+        mod = fd.get("module")
+        if isinstance(mod, str) and mod and mod[:128] not in out:
+            out.append(mod[:128])
+    return out[:MAX_MODULES]
+
+
+def _bump(conn: sa.Connection, insert: Callable[[sa.Table], Any], table: sa.Table,
+          key: dict[str, Any], seen_at: datetime | None) -> int:
+    """Count one crash in ``table``'s row ``key``; returns the row's new count."""
+    values = dict(key, count=1)
+    update: dict[str, Any] = {"count": table.c.count + 1}
+    if seen_at is not None:
+        values.update(first_seen=seen_at, last_seen=seen_at)
+        update["first_seen"] = sa.case((table.c.first_seen > seen_at, seen_at),
+                                       else_=table.c.first_seen)
+        update["last_seen"] = sa.case((table.c.last_seen < seen_at, seen_at),
+                                      else_=table.c.last_seen)
+    return int(conn.execute(insert(table).values(**values).on_conflict_do_update(
+        index_elements=list(key), set_=update).returning(table.c.count)).scalar_one())
+
+
+def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
+                      cluster_id: str, seen_at: datetime, kernel: str | None, host: str,
+                      taint: str, frames: Iterable[str], findings: Iterable[dict[str, Any]],
+                      now: datetime) -> None:
+    """Count one stored crash in every aggregate of its cluster."""
+    _bump(conn, insert, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()}, None)
+    release = (kernel or "unknown")[:128]
+    _bump(conn, insert, cluster_kernels, {"cluster_id": cluster_id, "kernel": release}, seen_at)
+    if _bump(conn, insert, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]},
+             seen_at) == 1:
+        conn.execute(sa.update(clusters).where(clusters.c.id == cluster_id)
+                     .values(hosts=clusters.c.hosts + 1))
+    _bump(conn, insert, kernel_counts, {"kernel": release}, None)
+    _bump(conn, insert, cluster_taints, {"cluster_id": cluster_id, "taint": taint[:32]}, seen_at)
+    for mod in modules_of(frames, findings):
+        _bump(conn, insert, cluster_modules, {"cluster_id": cluster_id, "module": mod}, seen_at)
+    row = conn.execute(sa.select(triage.c.state, triage.c.fixed_in, triage.c.regressed_at)
+                       .where(triage.c.cluster_id == cluster_id)).first()
+    if (row is not None and row.state == "fixed" and row.fixed_in and kernel
+            and row.regressed_at is None and kernel_key(kernel) >= kernel_key(row.fixed_in)):
+        conn.execute(sa.update(triage).where(triage.c.cluster_id == cluster_id)
+                     .values(regressed_at=now, regressed_kernel=release))
+
+
+def findings_json(raw: str) -> list[dict[str, Any]]:
+    """A stored findings column, tolerant of bad rows (they hold host-derived text)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
