@@ -3,10 +3,6 @@ the cluster table."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from typing import Any
-
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -15,13 +11,12 @@ from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
-from foundation.text import term_safe
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
-from store import ClusterRow, CrashStore
+from store import CrashStore
 from vmcore.analyze import PackProvider
 
-__all__ = ["build_loop", "cluster_table", "clusters_json", "run_analyzer"]
+__all__ = ["build_loop", "run_analyzer"]
 
 log = structlog.get_logger("crashfleet.analyzer")
 MIB = 1024 * 1024
@@ -81,44 +76,3 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
         store.dispose()
     log.info("analyzer.done", handled=handled)
     return 0
-
-
-def clusters_json(rows: Sequence[ClusterRow]) -> list[dict[str, Any]]:
-    return [{"id": r.id, "title": r.title, "signature": r.signature, "panic_class": r.panic_class,
-             "taint": r.taint, "findings": list(r.findings), "count": r.count,
-             "hosts": r.hosts, "kernels": list(r.kernels),
-             "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat()}
-            for r in rows]
-
-
-def cluster_table(rows: Sequence[ClusterRow], width: int = 100) -> str:
-    """The cluster table as text: count, hosts, kernels, title, findings, signature. Every
-    field from a host is escaped for the terminal (:func:`term_safe`: no control, bidi or
-    newline character acts, none fakes a row); ``--json`` has the exact values."""
-    if not rows:
-        return "no clusters yet\n"
-    lines = [f"{'CLUSTER':16}  {'COUNT':>5}  {'HOSTS':>5}  KERNELS / TITLE / FINDINGS / SIGNATURE"]
-    for r in rows:
-        kernels = term_safe(", ".join(r.kernels))
-        lines.append(f"{term_safe(r.id):16}  {r.count:5}  {r.hosts:5}  {kernels}")
-        if r.title:
-            lines.append(f"{'':30}{term_safe(r.title)}")
-        if r.findings:
-            lines.append(f"{'':30}findings: {term_safe(', '.join(r.findings))}")
-        lines += [f"{'':30}{chunk}" for chunk in _wrap(term_safe(r.signature), width - 30)]
-    return "\n".join(lines) + "\n"
-
-
-# One character, or one escape term_safe wrote (never cut in two by the wrapping).
-_UNIT = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|\\)|.", re.DOTALL)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    out: list[str] = []
-    line = ""
-    for m in _UNIT.finditer(text):
-        if len(line) + len(m.group()) > width and line:
-            out.append(line)
-            line = ""
-        line += m.group()
-    return [*out, line] if line else out

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crashfleet.wiring.analyzer import cluster_table
+from crashfleet.termviews import cluster_table
 from foundation.text import name_text, term_safe
 from store import ClusterRow
 
@@ -78,7 +78,7 @@ def test_cluster_table_never_cuts_an_escape() -> None:
     sig = "x" * 69 + "\u202e" + "y" * 10 + "\\" + "z" * 60
     row = ClusterRow(id="c1", signature=sig, panic_class="oops", taint="G", findings=(),
                      count=1, hosts=1, kernels=("6.1",), first_seen=now, last_seen=now)
-    body = [ln.strip() for ln in cluster_table([row]).splitlines()[2:]]
+    body = [ln.strip() for ln in cluster_table([row], width=76).splitlines()[2:]]
     assert "".join(body) == term_safe(sig)
     assert body[1].startswith("\\u202e")
     assert all(len(ln) <= 70 for ln in body)
