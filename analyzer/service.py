@@ -1,37 +1,65 @@
-"""The analyzer's consumer loop: one event at a time (bounded memory), retries for transient
-failures, the dead-letter topic for permanent ones, offsets committed only after the store.
+"""The analyzer's consumer loop: one event at a time (bounded memory), waiting out outages,
+the dead-letter topic for bad events, offsets committed only after the store.
 
 At-least-once end to end: a worker killed between storing and committing sees the event again
 (in itself or another member of the group), and the store's unique event id turns the
 redelivery into a no-op.
+
+Transient is not permanent: when a dependency (object store, crash store, symbol source,
+event log) does not answer, the event in hand is kept, the assigned partitions are paused and
+polled (so the group keeps this member and its partitions), and the same event is tried again
+after a capped exponential backoff, for as long as the outage lasts. Only an event or dump
+that is itself wrong is dead-lettered. A stop request is honoured in every wait: nothing
+unfinished is committed, and the next start resumes at the committed offset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from analyzer.metrics import AnalyzerMetrics
-from analyzer.worker import DeadLetter, EventProcessor, RetryLater
-from ingest.errors import RetryableIngestError
+from analyzer.worker import DeadLetter, EventProcessor, Processed, RetryLater
+from foundation.backoff import backoff_s
+from foundation.errors import is_retryable
 from ingest.eventlog import EventConsumer, EventProducer, Record, TopicPartition
 from store import CrashStore
+from store.errors import StoreUnavailable
 
-__all__ = ["AnalyzerLoop", "LoopConfig"]
+__all__ = ["AnalyzerLoop", "LoopConfig", "failure_key"]
 
 log = structlog.get_logger("crashfleet.analyzer")
+
+# What a processed event proves answered (the event log is judged by its own calls).
+_PROCESSING_DEPS = ("object_store", "store", "symbols")
 
 
 @dataclass(frozen=True)
 class LoopConfig:
     analyzed_topic: str
     dead_letter_topic: str
-    max_attempts: int = 3
     retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 30.0
     poll_timeout_s: float = 1.0
+    # One flush waits at most this long, so a stop is seen while Kafka does not answer.
+    flush_timeout_s: float = 3.0
+
+
+def failure_key(event_id: str | None, raw: bytes) -> str:
+    """The failures-table key of a dead-lettered event: its event id, or for an event too
+    malformed to name one, ``raw-`` and the SHA-256 prefix of its bytes (the same bytes
+    replayed give the same key)."""
+    return event_id or "raw-" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+class _Stopped(Exception):
+    """A stop request arrived while waiting: leave without committing."""
 
 
 class AnalyzerLoop:
@@ -45,6 +73,9 @@ class AnalyzerLoop:
         self.processor = processor
         self.store = store
         self.metrics = metrics
+        self.health = metrics.health
+        # Records polled while waiting out an outage (a partition newly assigned meanwhile).
+        self._pending: deque[Record] = deque()
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> int:
         """Handle events until ``stop`` (or, with ``idle_exit_s``, until nothing arrived for
@@ -52,81 +83,150 @@ class AnalyzerLoop:
         handled = 0
         idle_since = time.monotonic()
         while not stop.is_set():
-            records = self.consumer.poll(self.cfg.poll_timeout_s, max_records=1)
-            lag = self.consumer.lag()
-            if lag is not None:
-                self.metrics.lag.set(lag)
-            if not records:
+            if not self._pending:
+                self._pending.extend(self._poll(self.cfg.poll_timeout_s, stop))
+            if not self._pending:
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
                 continue
-            for record in records:
-                if not self._handle(record, stop):
-                    return handled  # stopped while retrying: not committed, redelivered later
-                handled += 1
-                idle_since = time.monotonic()
+            record = self._pending.popleft()
+            try:
+                if self._handle(record, stop):
+                    handled += 1
+            except _Stopped:
+                self._pending.clear()  # not committed: redelivered after the restart
+                return handled
+            idle_since = time.monotonic()
         return handled
 
+    def _poll(self, timeout_s: float, stop: threading.Event) -> list[Record]:
+        try:
+            records = self.consumer.poll(timeout_s, max_records=1)
+            lag = self.consumer.lag()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            self.health.down("event_log", str(exc))
+            stop.wait(timeout_s)
+            return []
+        if lag is not None:
+            self.metrics.lag.set(lag)
+        return records
+
     def _handle(self, record: Record, stop: threading.Event) -> bool:
+        """Process one record to its end (stored or dead-lettered) and commit it; False when
+        its partition was taken away meanwhile (the new owner handles it)."""
         attempt = 0
         while True:
-            attempt += 1
+            if record.tp not in self.consumer.assignment():
+                log.info("event.revoked", topic=record.topic, partition=record.partition,
+                         offset=record.offset)
+                return False
             try:
                 done = self.processor.process(record.value)
             except RetryLater as exc:
                 self.metrics.events.labels(outcome="retried").inc()
-                if attempt >= self.cfg.max_attempts:
-                    self._dead_letter(record, f"gave up after {attempt} attempts: {exc}",
-                                      attempt, None)
-                    break
-                delay = self.cfg.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning("event.retry", error=str(exc), attempt=attempt, retry_in_s=delay)
-                if stop.wait(delay):
-                    return False
+                self.health.down(exc.dependency, str(exc))
+                self._wait(backoff_s(attempt, initial_s=self.cfg.retry_backoff_s,
+                                     max_s=self.cfg.retry_backoff_max_s), stop)
+                attempt += 1
                 continue
             except DeadLetter as exc:
-                self._dead_letter(record, str(exc), attempt, exc.event_id)
+                self._dead_letter(record, str(exc), attempt + 1, exc.event_id, stop)
                 break
-            self.metrics.seconds.observe(done.seconds)
-            self.metrics.events.labels(
-                outcome="stored" if done.outcome.inserted else "duplicate").inc()
-            # Announced on every delivery, duplicates included: a worker killed after storing
-            # but before announcing must not leave the crash unannounced. Readers dedupe by
-            # event id; the new_* flags are true only on the delivery that stored it.
-            self.producer.send(self.cfg.analyzed_topic, done.analyzed.to_bytes(),
-                               key=done.event.host.machine_id.encode() or None,
-                               headers=[("event-type", b"crash-analyzed")])
-            self.metrics.last_success.set(time.time())
-            log.info("crash.stored", event_id=done.event.event_id,
-                     signature=done.signature.text, cluster=done.outcome.cluster_id,
-                     new_signature=done.outcome.new_signature,
-                     duplicate=not done.outcome.inserted, seconds=round(done.seconds, 3),
-                     bytes_fetched=done.bytes_fetched)
+            self.health.all_up(_PROCESSING_DEPS)
+            self._announce(done, stop)
             break
-        self._flush_and_commit(record)
-        return True
+        return self._flush_and_commit(record, stop)
+
+    def _announce(self, done: Processed, stop: threading.Event) -> None:
+        self.metrics.seconds.observe(done.seconds)
+        self.metrics.events.labels(
+            outcome="stored" if done.outcome.inserted else "duplicate").inc()
+        # Announced on every delivery, duplicates included: a worker killed after storing
+        # but before announcing must not leave the crash unannounced. Readers dedupe by
+        # event id; the new_* flags are true only on the delivery that stored it.
+        self._until_done("event_log", stop, lambda: self.producer.send(
+            self.cfg.analyzed_topic, done.analyzed.to_bytes(),
+            key=done.event.host.machine_id.encode() or None,
+            headers=[("event-type", b"crash-analyzed")]))
+        self.metrics.last_success.set(time.time())
+        log.info("crash.stored", event_id=done.event.event_id,
+                 signature=done.signature.text, cluster=done.outcome.cluster_id,
+                 new_signature=done.outcome.new_signature,
+                 duplicate=not done.outcome.inserted, seconds=round(done.seconds, 3),
+                 bytes_fetched=done.bytes_fetched)
 
     def _dead_letter(self, record: Record, reason: str, attempts: int,
-                     event_id: str | None) -> None:
-        self.metrics.events.labels(outcome="dead_lettered").inc()
+                     event_id: str | None, stop: threading.Event) -> None:
+        key = failure_key(event_id, record.value)
         headers = [("error", reason.encode()[:4000]), ("attempts", str(attempts).encode()),
+                   ("failure-key", key.encode()),
+                   ("dead-lettered-at", str(int(time.time() * 1000)).encode()),
                    ("source-topic", record.topic.encode()),
                    ("source-partition", str(record.partition).encode()),
                    ("source-offset", str(record.offset).encode())]
-        self.producer.send(self.cfg.dead_letter_topic, record.value, key=record.key,
-                           headers=headers)
-        key = event_id or f"{record.topic}/{record.partition}/{record.offset}"
-        self.store.record_failure(key, reason, attempts, dead_lettered=True)
-        log.error("event.dead_lettered", reason=reason, attempts=attempts,
+        self._until_done("event_log", stop, lambda: self.producer.send(
+            self.cfg.dead_letter_topic, record.value, key=record.key, headers=headers))
+        self._until_done("store", stop, lambda: self.store.record_failure(
+            key, reason, attempts, dead_lettered=True))
+        self.metrics.events.labels(outcome="dead_lettered").inc()
+        log.error("event.dead_lettered", reason=reason, attempts=attempts, failure_key=key,
                   topic=record.topic, partition=record.partition, offset=record.offset)
 
-    def _flush_and_commit(self, record: Record) -> None:
+    def _flush_and_commit(self, record: Record, stop: threading.Event) -> bool:
         # The announcement and dead letters must be durable before the offset moves on.
+        self._until_done("event_log", stop,
+                         lambda: self.producer.flush(timeout_s=self.cfg.flush_timeout_s))
+        if record.tp not in self.consumer.assignment():
+            return False  # revoked meanwhile: the new owner redoes it (the store dedupes)
+        tp = TopicPartition(record.topic, record.partition)
+        self._until_done("event_log", stop,
+                         lambda: self.consumer.commit({tp: record.offset + 1}))
+        return True
+
+    def _until_done(self, dependency: str, stop: threading.Event,
+                    call: Callable[[], object]) -> None:
+        """``call()`` again after a capped backoff while it fails retryably; raises
+        :class:`_Stopped` when a stop arrives meanwhile."""
+        attempt = 0
         while True:
             try:
-                self.producer.flush()
+                call()
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                dep = "store" if isinstance(exc, StoreUnavailable) else dependency
+                self.health.down(dep, str(exc))
+                self._wait(backoff_s(attempt, initial_s=self.cfg.retry_backoff_s,
+                                     max_s=self.cfg.retry_backoff_max_s), stop)
+                attempt += 1
+                continue
+            self.health.up(dependency)
+            return
+
+    def _wait(self, delay_s: float, stop: threading.Event) -> None:
+        """Wait ``delay_s`` with every assigned partition paused, polling all the while so
+        the group keeps this member; records of partitions assigned meanwhile are kept for
+        later. Raises :class:`_Stopped` on a stop request."""
+        deadline = time.monotonic() + delay_s
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            except RetryableIngestError as exc:
-                log.warning("producer.retry", error=str(exc))
-                time.sleep(1.0)
-        self.consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
+            try:
+                self.consumer.pause(self.consumer.assignment())
+                self._pending.extend(self.consumer.poll(min(left, self.cfg.poll_timeout_s),
+                                                        max_records=1))
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.health.down("event_log", str(exc))
+                stop.wait(min(left, self.cfg.poll_timeout_s))
+        try:
+            self.consumer.resume(self.consumer.assignment())
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+        if stop.is_set():
+            raise _Stopped

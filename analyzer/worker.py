@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from analyzer.health import OutageTap, dependency_of
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.timefmt import iso_utc, parse_iso
 from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
@@ -35,7 +36,12 @@ log = structlog.get_logger("crashfleet.analyzer")
 
 
 class RetryLater(Exception):
-    """A transient failure: the same event may succeed later."""
+    """A transient failure: the same event may succeed later, once ``dependency`` (one of
+    :data:`analyzer.health.DEPENDENCIES`) answers again."""
+
+    def __init__(self, reason: str, *, dependency: str = "object_store"):
+        self.dependency = dependency
+        super().__init__(reason)
 
 
 class DeadLetter(Exception):
@@ -58,20 +64,34 @@ class Processed:
     bytes_fetched: int | None
 
 
-def _decode(event: CrashReported, fn: Callable[..., Analysis], *args: Any,
+def _decode(event: CrashReported, tap: OutageTap, fn: Callable[..., Analysis], *args: Any,
             **kwargs: Any) -> Analysis:
     """Run the decoder. An error it did not type is a decoder bug met on this dump: the event
     is dead-lettered (the dump stays stored, for a replay once it is fixed) instead of
     crashing the worker on every redelivery and stalling its partition. Byte sources and
-    symbol sources raise typed errors, so no outage ends up here."""
+    symbol sources raise typed errors, so no outage ends up here.
+
+    An outage the decoder absorbed (a failed read turned into a partial report, a symbol
+    source that did not answer turned into a log-only report) retries the event: its report
+    would carry another signature than the dump has (docs/reliability.md)."""
     try:
-        return fn(*args, **kwargs)
+        analysis = fn(*args, **kwargs)
     except AnalyzerError:
+        _raise_outage(tap)
         raise
     except Exception as exc:
+        _raise_outage(tap)
         log.exception("decoder.bug")
         raise DeadLetter(f"decoder bug: {type(exc).__name__}: {exc}",
                          event_id=event.event_id) from exc
+    _raise_outage(tap)
+    return analysis
+
+
+def _raise_outage(tap: OutageTap) -> None:
+    if tap.error is not None:
+        raise RetryLater(f"{type(tap.error).__name__}: {tap.error}",
+                         dependency=tap.dependency or "object_store") from tap.error
 
 
 class EventProcessor:
@@ -97,7 +117,7 @@ class EventProcessor:
             return self._process(event)
         except (AnalyzerError, CrashfleetError) as exc:
             if is_retryable(exc):
-                raise RetryLater(str(exc)) from exc
+                raise RetryLater(str(exc), dependency=dependency_of(exc)) from exc
             raise DeadLetter(f"{type(exc).__name__}: {exc}", event_id=event.event_id) from exc
         finally:
             structlog.contextvars.unbind_contextvars("crash_id", "host")
@@ -108,6 +128,7 @@ class EventProcessor:
         from vmcore.source import ObjectStoreSource
 
         t0 = time.monotonic()
+        tap = OutageTap()
         src: ObjectStoreSource | None = None
         if event.dump.key is None:
             # Log-only shipment: the kernel log is all there is.
@@ -120,7 +141,7 @@ class EventProcessor:
                                  event_id=event.event_id)
             start = max(0, info.size - MAX_LOG_TEXT)
             text = self.objects.get_range(event.dump.dmesg_key, start, info.size - start)
-            analysis = _decode(event, analyze_log, text, source=event.dump.dmesg_key)
+            analysis = _decode(event, tap, analyze_log, text, source=event.dump.dmesg_key)
             report_base = event.dump.dmesg_key
         else:
             flat_index = None
@@ -130,10 +151,11 @@ class EventProcessor:
                     flat_index = FlatIndex.from_bytes(
                         self.objects.get_range(event.dump.index_key, 0, info.size))
             block = 64 * 1024
-            src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
-                                    block_size=block,
+            src = ObjectStoreSource(tap.objects(self.objects), event.dump.key,
+                                    size=event.dump.size, block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
-            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols)
+            analysis = _decode(event, tap, analyze, src, flat_index=flat_index,
+                               symbols=tap.symbols(self.symbols))
             report_base = event.dump.key
         report = analysis.report
         inputs = signature_input(report)

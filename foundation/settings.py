@@ -228,18 +228,20 @@ class AnalyzerSettings:
         10.0, "Consumer group session timeout: a dead worker's partitions move after this.",
         minimum=1.0,
     )
-    max_attempts: int = setting(
-        3, "Attempts for a retryable failure (S3 or symbols unreachable) before dead-lettering.",
-        minimum=1,
-    )
-    retry_backoff_s: float = setting(2.0, "First delay between attempts (doubles).",
-                                     minimum=0.0)
+    retry_backoff_s: float = setting(
+        2.0, "First delay before retrying an event whose dependency (S3, store, Kafka, symbol "
+        "source) did not answer; doubles per attempt. Such events are never dead-lettered.",
+        minimum=0.0)
+    retry_backoff_max_s: float = setting(30.0, "Longest delay between those retries.",
+                                         minimum=0.0)
     report_suffix: str = setting(".report.json", "Reports are stored at <dump key><suffix>.")
     block_cache_mib: int = setting(
         16, "Memory for cached dump blocks per worker (ranged reads from S3).", minimum=1
     )
     metrics_port: int = setting(9464, "Port of the analyzer's /metrics endpoint; 0 for none.",
                                 minimum=0)
+    metrics_addr: str = setting(
+        "127.0.0.1", "Address /metrics listens on (0.0.0.0 to let a remote Prometheus scrape).")
     top_clusters: int = setting(
         20, "Clusters exported by name in metrics; the rest are summed as 'other'.", minimum=1
     )

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
+from store.errors import unavailable_as_retryable
 from store.schema import clusters, crashes, failures, signatures, taint_sets
 
 __all__ = ["ClusterRow", "CrashRecord", "CrashRow", "CrashStore", "RecordOutcome", "StoreStats"]
@@ -116,6 +117,11 @@ class CrashStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def migrate(self) -> None:
         """Bring the schema to the newest migration (Alembic), creating it when empty."""
         from alembic import command
@@ -123,7 +129,7 @@ class CrashStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Several analyzers start at once: one migrates, the others wait and then
                 # find the schema current.
@@ -145,7 +151,7 @@ class CrashStore:
         sig = rec.signature
         now = rec.analyzed_at
         seen_at = rec.crash_time or now
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             if conn.execute(sa.select(crashes.c.event_id)
                             .where(crashes.c.event_id == rec.event_id)).first():
                 cid = conn.execute(sa.select(crashes.c.cluster_id).where(
@@ -225,7 +231,7 @@ class CrashStore:
             set_={"error": error[:4000], "attempts": attempts,
                   "dead_lettered": dead_lettered, "last_at": now},
         )
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             conn.execute(stmt)
 
     # -- reading ------------------------------------------------------------------------------

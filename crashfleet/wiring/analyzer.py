@@ -34,7 +34,8 @@ def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventPr
                                block_cache_bytes=a.block_cache_mib * MIB, symbols=symbols)
     cfg = LoopConfig(analyzed_topic=settings.kafka.topic_crash_analyzed,
                      dead_letter_topic=settings.kafka.topic_dead_letter,
-                     max_attempts=a.max_attempts, retry_backoff_s=a.retry_backoff_s)
+                     retry_backoff_s=a.retry_backoff_s,
+                     retry_backoff_max_s=a.retry_backoff_max_s)
     return AnalyzerLoop(cfg, consumer=consumer, producer=producer, processor=processor,
                         store=store, metrics=metrics)
 
@@ -56,7 +57,8 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     metrics = AnalyzerMetrics(registry)
     registry.register(StoreCollector(store, settings.analyzer.top_clusters))
     if settings.analyzer.metrics_port:
-        start_http_server(settings.analyzer.metrics_port, registry=registry)
+        start_http_server(settings.analyzer.metrics_port, addr=settings.analyzer.metrics_addr,
+                          registry=registry)
     consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
                              topics=[k.topic_crash_reported],
                              session_timeout_s=settings.analyzer.session_timeout_s)
