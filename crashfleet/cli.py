@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crashes": (_C + "pipeline:register_crashes", "list the crashes of a cluster"),
     "run": (_C + "pipeline:register_run",
             "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
+    "dlq": (_C + "dlq", "list, show and replay dead-lettered events"),
 }
 
 
