@@ -79,7 +79,7 @@ def read_dead_letters(consumer: EventConsumer, *, limit: int = 100_000,
                 e = _entry(r)
                 latest[e.key] = e
             continue
-        if consumer.assignment() and consumer.lag() == 0 or time.monotonic() - last >= idle_s:
+        if (consumer.assignment() and consumer.lag() == 0) or time.monotonic() - last >= idle_s:
             break
     return sorted(latest.values(), key=lambda e: (e.at, e.key))
 
