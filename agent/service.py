@@ -43,6 +43,7 @@ __all__ = ["Agent", "AgentConfig"]
 log = structlog.get_logger("crashfleet.agent")
 
 MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
+_FLUSH_S = 5.0  # longest wait for Kafka to acknowledge one event
 
 
 class _StreamIndex:
@@ -365,7 +366,9 @@ class Agent:
                 for item in batch:
                     self._producer.send(item.topic, item.payload, key=item.key,
                                         headers=[("event-type", b"crash-reported")])
-                    self._producer.flush()
+                    # Bounded, so a stop is seen while Kafka does not answer; a timeout is
+                    # retried from the journal's outbox like any other publish failure.
+                    self._producer.flush(timeout_s=_FLUSH_S)
                     self.journal.mark_sent([item.seq])
                     self.metrics.shipped.inc()
                     self.metrics.last_success.set(self.clock())

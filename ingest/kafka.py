@@ -103,7 +103,9 @@ class KafkaProducer:
         config.update(
             acks="all",
             linger_ms=linger_ms,
-            max_block_ms=int(request_timeout_s * 1000),
+            # send() blocks at most this long for metadata or buffer space, then raises a
+            # retryable error: a caller waiting out an outage stays responsive to a stop.
+            max_block_ms=int(min(request_timeout_s, 3.0) * 1000),
             # Keep per-partition order across retries.
             max_in_flight_requests_per_connection=1,
             retries=3,
@@ -150,9 +152,10 @@ class KafkaProducer:
                 endpoint=str(self._servers))
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Close, waiting at most ``timeout_s`` (default the request timeout) for records in
-        flight; unacknowledged records are dropped (their offsets were not committed)."""
-        self._producer.close(timeout=self._timeout if timeout_s is None else timeout_s)
+        """Close, waiting at most ``timeout_s`` (default 2 s) for records in flight. Callers
+        treat only a successful ``flush`` as delivery, so what is dropped here is sent again
+        after a restart: closing never holds up a stop."""
+        self._producer.close(timeout=min(self._timeout, 2.0) if timeout_s is None else timeout_s)
 
 
 class KafkaConsumer:

@@ -23,6 +23,7 @@ __all__ = ["build_loop", "cluster_table", "clusters_json", "run_analyzer"]
 
 log = structlog.get_logger("crashfleet.analyzer")
 MIB = 1024 * 1024
+_CLOSE_S = 2.0  # per Kafka client, on the way out
 
 
 def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventProducer,
@@ -73,8 +74,10 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     try:
         handled = loop.run(stop, idle_exit_s=exit_when_idle)
     finally:
-        consumer.close()
-        producer.close()
+        # Bounded even with Kafka unreachable: SIGTERM must end the process within 10 s.
+        # Nothing unfinished was committed; what is still unacknowledged is redone later.
+        consumer.close(timeout_s=_CLOSE_S)
+        producer.close(timeout_s=_CLOSE_S)
         store.dispose()
     log.info("analyzer.done", handled=handled)
     return 0
