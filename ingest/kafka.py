@@ -155,7 +155,17 @@ class KafkaProducer:
         """Close, waiting at most ``timeout_s`` (default 2 s) for records in flight. Callers
         treat only a successful ``flush`` as delivery, so what is dropped here is sent again
         after a restart: closing never holds up a stop."""
-        self._producer.close(timeout=min(self._timeout, 2.0) if timeout_s is None else timeout_s)
+        timeout = min(self._timeout, 2.0) if timeout_s is None else timeout_s
+        try:
+            self._producer.close(timeout=timeout)
+        except kafka.errors.KafkaError:
+            # kafka-python's close() raises from its own flush when records are still
+            # unacknowledged, before it stops its sender thread: stop that thread here, and
+            # mark the producer closed so its finalizer does not try (and raise) again.
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            self._producer._closed = True
 
 
 class KafkaConsumer:
