@@ -29,6 +29,7 @@ from agent.metrics import AgentMetrics
 from agent.upload import RateLimiter, Uploader
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
+from foundation.logs import LogThrottle
 from foundation.timefmt import iso_utc
 from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
@@ -129,6 +130,7 @@ class Agent:
         self._producer: EventProducer | None = None
         self._publish_not_before = 0.0
         self._publish_failures = 0
+        self._throttle = LogThrottle(60.0)
         self.uploader = Uploader(
             store, part_size=config.part_size, concurrency=config.upload_concurrency,
             limiter=RateLimiter(config.bandwidth_limit), on_bytes=metrics.bytes_uploaded.inc,
@@ -228,7 +230,10 @@ class Agent:
             except CrashfleetError as exc:
                 if is_retryable(exc):
                     retry_in = self._retry_later(row, str(exc))
-                    log.warning("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                    # One line per condition while it lasts (an outage or a missing bucket
+                    # fails every dump the same way), not one per dump per retry.
+                    level = log.warning if self._throttle.allow(str(exc)) else log.debug
+                    level("dump.retry", error=str(exc), retry_in_s=round(retry_in, 2))
                 else:
                     self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
                     self.metrics.failures.labels(stage="upload").inc()
@@ -380,7 +385,9 @@ class Agent:
                 retry_in = self._backoff(self._publish_failures)
                 self._publish_failures += 1
                 self._publish_not_before = self.clock() + retry_in
-                log.warning("event.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                level = log.warning if self._throttle.allow("publish: " + str(exc)) \
+                    else log.debug
+                level("event.retry", error=str(exc), retry_in_s=round(retry_in, 2))
                 self._drop_producer()
                 return False
 

@@ -17,6 +17,7 @@ __all__ = [
     "ObjectNotFound",
     "PermanentIngestError",
     "RetryableIngestError",
+    "S3AccessProblem",
     "UploadNotFound",
 ]
 
@@ -75,3 +76,21 @@ class UploadNotFound(PermanentIngestError):
     def __init__(self, key: str, upload_id: str):
         self.key, self.upload_id = key, upload_id
         super().__init__(f"multipart upload {upload_id!r} for {key!r} not found")
+
+
+class S3AccessProblem(RetryableIngestError):
+    """The bucket is missing or the credentials are refused: a configuration problem that
+    lasts until someone fixes it, so work waits (nothing is dead-lettered or dropped) and
+    the message names the setting and what to do. ``code`` is S3's error code."""
+
+    def __init__(self, code: str, bucket: str, endpoint: str):
+        self.code = code
+        self.bucket = bucket
+        if code == "NoSuchBucket":
+            what = (f"S3 bucket {bucket!r} does not exist at {endpoint}: create it "
+                    "(crashfleet stack up does, locally) or fix s3.bucket")
+        else:
+            what = (f"S3 at {endpoint} refused access to bucket {bucket!r} ({code}): check the "
+                    "credentials (boto3's chain: AWS_ACCESS_KEY_ID, ~/.aws, instance role), "
+                    "the bucket policy and s3.bucket")
+        super().__init__(what, endpoint=endpoint)

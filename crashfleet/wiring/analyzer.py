@@ -12,11 +12,12 @@ from prometheus_client import CollectorRegistry, start_http_server
 from analyzer.metrics import AnalyzerMetrics, StoreCollector
 from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
+from foundation.errors import ConfigError
 from foundation.lifecycle import stop_on_signals
 from foundation.settings import Settings
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
-from store import ClusterRow, CrashStore
+from store import ClusterRow, CrashStore, StoreUnavailable
 from vmcore.analyze import PackProvider
 
 __all__ = ["build_loop", "cluster_table", "clusters_json", "run_analyzer"]
@@ -53,7 +54,11 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
                          k.topic_dead_letter: 1})
     admin.close()
     store = CrashStore(settings.store.url)
-    store.migrate()
+    try:
+        store.migrate()
+    except StoreUnavailable as exc:
+        raise ConfigError(f"{exc} — start the database or fix store.url",
+                          key="store.url") from exc
     registry = CollectorRegistry()
     metrics = AnalyzerMetrics(registry)
     registry.register(StoreCollector(store, settings.analyzer.top_clusters))
