@@ -32,7 +32,7 @@ from ingest.eventlog import EventConsumer, EventProducer, Record, TopicPartition
 from store import CrashStore
 from store.errors import StoreUnavailable
 
-__all__ = ["AnalyzerLoop", "LoopConfig", "failure_key"]
+__all__ = ["REANALYZE_HEADER", "AnalyzerLoop", "LoopConfig", "failure_key"]
 
 log = structlog.get_logger("crashfleet.analyzer")
 
@@ -56,6 +56,17 @@ def failure_key(event_id: str | None, raw: bytes) -> str:
     malformed to name one, ``raw-`` and the SHA-256 prefix of its bytes (the same bytes
     replayed give the same key)."""
     return event_id or "raw-" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+# The header ``crashfleet reanalyze`` puts on its events: the re-analysis request id.
+REANALYZE_HEADER = "reanalyze-request"
+
+
+def _reanalysis(record: Record) -> str | None:
+    for name, value in record.headers:
+        if name == REANALYZE_HEADER:
+            return value.decode("ascii", errors="replace")[:64] or None
+    return None
 
 
 class _Stopped(Exception):
@@ -123,7 +134,7 @@ class AnalyzerLoop:
                          offset=record.offset)
                 return False
             try:
-                done = self.processor.process(record.value)
+                done = self.processor.process(record.value, reanalysis=_reanalysis(record))
             except RetryLater as exc:
                 self.metrics.events.labels(outcome="retried").inc()
                 self.health.down(exc.dependency, str(exc))

@@ -27,6 +27,7 @@ from ingest.schema import SchemaError
 from signature import Signature, compute_signature
 from signature.inputs import signature_input
 from store import CrashRecord, CrashStore, RecordOutcome
+from store.history import reclassify
 from vmcore.analyze import Analysis, PackProvider
 from vmcore.errors import AnalyzerError
 
@@ -107,14 +108,16 @@ class EventProcessor:
         self.block_cache_bytes = block_cache_bytes
         self.clock = clock
 
-    def process(self, raw: bytes) -> Processed:
+    def process(self, raw: bytes, *, reanalysis: str | None = None) -> Processed:
+        """Analyze the event ``raw`` and store it; with ``reanalysis`` (a request id), the
+        stored crash is given its new signature and cluster instead (store/history.py)."""
         try:
             event = decode_crash_reported(raw)
         except SchemaError as exc:
             raise DeadLetter(f"malformed crash-reported event: {exc}") from exc
         structlog.contextvars.bind_contextvars(crash_id=event.event_id, host=event.host.hostname)
         try:
-            return self._process(event)
+            return self._process(event, reanalysis)
         except (AnalyzerError, CrashfleetError) as exc:
             if is_retryable(exc):
                 raise RetryLater(str(exc), dependency=dependency_of(exc)) from exc
@@ -122,7 +125,7 @@ class EventProcessor:
         finally:
             structlog.contextvars.unbind_contextvars("crash_id", "host")
 
-    def _process(self, event: CrashReported) -> Processed:
+    def _process(self, event: CrashReported, reanalysis: str | None) -> Processed:
         from vmcore.analyze import MAX_LOG_TEXT, analyze, analyze_log
         from vmcore.formats.flattened import FlatIndex
         from vmcore.source import ObjectStoreSource
@@ -169,7 +172,7 @@ class EventProcessor:
         body["event_id"] = event.event_id
         self.objects.put(report_key, json.dumps(body, indent=2).encode(),
                          {"event-id": event.event_id})
-        outcome = self.store.record(CrashRecord(
+        outcome = self._store(reanalysis, CrashRecord(
             event_id=event.event_id, host=event.host.hostname, machine_id=event.host.machine_id,
             kernel_release=report.kernel.release or event.kernel_release,
             build_id=report.kernel.build_id or event.build_id,
@@ -188,3 +191,13 @@ class EventProcessor:
         )
         return Processed(event, sig, outcome, analyzed, time.monotonic() - t0,
                          src.bytes_fetched if src is not None else None)
+
+    def _store(self, reanalysis: str | None, rec: CrashRecord) -> RecordOutcome:
+        if reanalysis is not None:
+            moved = reclassify(self.store, rec, reanalysis)
+            if moved is not None:
+                log.info("crash.reanalyzed", event_id=rec.event_id, request=reanalysis,
+                         applied=moved.applied, moved=moved.moved,
+                         old_cluster=moved.old_cluster_id, cluster=moved.cluster_id)
+                return RecordOutcome(moved.applied, moved.cluster_id, False, False, False, ())
+        return self.store.record(rec)

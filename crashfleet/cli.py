@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": (_C + "pipeline:register_run",
             "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
     "dlq": (_C + "dlq", "list, show and replay dead-lettered events"),
+    "reanalyze": (_C + "reanalyze", "re-analyze stored crashes through the reprocessing topic"),
 }
 
 

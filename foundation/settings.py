@@ -84,6 +84,9 @@ class KafkaSettings:
     topic_dead_letter: str = setting(
         "crash-dead-letter", "Topic of events whose dumps could not be analyzed."
     )
+    topic_reanalyze: str = setting(
+        "crash-reanalyze", "Topic of re-analysis requests (crashfleet reanalyze); consumed by "
+        "'crashfleet analyzer --reanalysis' so normal traffic never waits behind it.")
 
 
 @dataclass(frozen=True)

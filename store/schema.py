@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["clusters", "crashes", "failures", "metadata", "signatures", "taint_sets"]
+__all__ = [
+    "clusters",
+    "crash_history",
+    "crashes",
+    "failures",
+    "metadata",
+    "signatures",
+    "taint_sets",
+]
 
 metadata = sa.MetaData()
 
@@ -54,6 +62,7 @@ crashes = sa.Table(
     sa.Column("partial", sa.Boolean, nullable=False),
     sa.Index("ix_crashes_cluster", "cluster_id"),
     sa.Index("ix_crashes_analyzed_at", "analyzed_at"),
+    sa.Index("ix_crashes_build_id", "build_id"),
 )
 
 # Every taint letter combination seen in the fleet, with the crash that first showed it.
@@ -72,4 +81,17 @@ failures = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("dead_lettered", sa.Boolean, nullable=False),
     sa.Column("last_at", _TS, nullable=False),
+)
+
+# Re-analyses of stored crashes: one row per (crash, request), so a redelivered request
+# changes nothing twice; the crash row holds the current signature, this table its history.
+crash_history = sa.Table(
+    "crash_history", metadata,
+    sa.Column("event_id", sa.String(64), sa.ForeignKey("crashes.event_id"), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("old_signature_id", sa.String(32), nullable=False),
+    sa.Column("old_cluster_id", sa.String(32), nullable=False),
+    sa.Column("new_signature_id", sa.String(32), nullable=False),
+    sa.Column("new_cluster_id", sa.String(32), nullable=False),
 )

@@ -158,33 +158,7 @@ class CrashStore:
                     crashes.c.event_id == rec.event_id)).scalar_one()
                 return RecordOutcome(False, cid, False, False, False, ())
 
-            existing = conn.execute(sa.select(signatures.c.cluster_id).where(
-                signatures.c.id == sig.id)).scalar_one_or_none()
-            new_signature = existing is None
-            new_cluster = False
-            if existing is not None:
-                cluster_id = existing
-            else:
-                rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames).where(
-                    clusters.c.panic_class == sig.panic_class,
-                    clusters.c.taint == sig.taint,
-                    clusters.c.findings == json.dumps(list(sig.findings)),
-                )).all()
-                cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames))) for r in rows]
-                joined = choose_cluster(sig, cands)
-                cluster_id = joined or sig.id
-                new_cluster = joined is None
-                if new_cluster:
-                    conn.execute(self._insert(clusters).values(
-                        id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
-                        taint=sig.taint, findings=json.dumps(list(sig.findings)),
-                        frames=json.dumps(list(sig.frames)), first_seen=seen_at,
-                        last_seen=seen_at, count=0,
-                    ).on_conflict_do_nothing())
-                conn.execute(self._insert(signatures).values(
-                    id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
-                    last_seen=seen_at, count=0,
-                ).on_conflict_do_nothing())
+            cluster_id, new_signature, new_cluster = self._place(conn, sig, seen_at)
 
             # The event id decides: a concurrent analyzer that got here first wins. (RETURNING,
             # not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT.)
@@ -201,14 +175,7 @@ class CrashStore:
                 conn.rollback()
                 return RecordOutcome(False, cluster_id, False, False, False, ())
 
-            for table, key in ((signatures, sig.id), (clusters, cluster_id)):
-                conn.execute(sa.update(table).where(table.c.id == key).values(
-                    count=table.c.count + 1,
-                    last_seen=sa.case((table.c.last_seen < seen_at, seen_at),
-                                      else_=table.c.last_seen),
-                    first_seen=sa.case((table.c.first_seen > seen_at, seen_at),
-                                       else_=table.c.first_seen),
-                ))
+            self._count(conn, sig.id, cluster_id, seen_at, +1)
 
             known = {r[0] for r in conn.execute(sa.select(taint_sets.c.letters))}
             new_set = conn.execute(self._insert(taint_sets).values(
@@ -218,6 +185,54 @@ class CrashStore:
             new_letters = tuple(sorted(set(sig.taint) - seen_letters))
         return RecordOutcome(True, cluster_id, new_signature, new_cluster, new_set,
                              new_letters)
+
+    def _place(self, conn: sa.Connection, sig: Signature,
+               seen_at: datetime) -> tuple[str, bool, bool]:
+        """(cluster id, new signature, new cluster) for ``sig``, creating its signature and
+        cluster rows (count 0) when new."""
+        existing = conn.execute(sa.select(signatures.c.cluster_id).where(
+            signatures.c.id == sig.id)).scalar_one_or_none()
+        new_signature = existing is None
+        new_cluster = False
+        if existing is not None:
+            cluster_id = existing
+        else:
+            rows = conn.execute(sa.select(clusters.c.id, clusters.c.frames).where(
+                clusters.c.panic_class == sig.panic_class,
+                clusters.c.taint == sig.taint,
+                clusters.c.findings == json.dumps(list(sig.findings)),
+            )).all()
+            cands = [ClusterCandidate(r.id, tuple(json.loads(r.frames))) for r in rows]
+            joined = choose_cluster(sig, cands)
+            cluster_id = joined or sig.id
+            new_cluster = joined is None
+            if new_cluster:
+                conn.execute(self._insert(clusters).values(
+                    id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
+                    taint=sig.taint, findings=json.dumps(list(sig.findings)),
+                    frames=json.dumps(list(sig.frames)), first_seen=seen_at,
+                    last_seen=seen_at, count=0,
+                ).on_conflict_do_nothing())
+            conn.execute(self._insert(signatures).values(
+                id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
+                last_seen=seen_at, count=0,
+            ).on_conflict_do_nothing())
+
+        return cluster_id, new_signature, new_cluster
+
+    @staticmethod
+    def _count(conn: sa.Connection, signature_id: str, cluster_id: str, seen_at: datetime,
+               delta: int) -> None:
+        """Add ``delta`` crashes seen at ``seen_at`` to a signature and its cluster (first/last
+        seen widen only when a crash is added)."""
+        for table, key in ((signatures, signature_id), (clusters, cluster_id)):
+            values: dict[str, Any] = {"count": table.c.count + delta}
+            if delta > 0:
+                values["last_seen"] = sa.case((table.c.last_seen < seen_at, seen_at),
+                                              else_=table.c.last_seen)
+                values["first_seen"] = sa.case((table.c.first_seen > seen_at, seen_at),
+                                               else_=table.c.first_seen)
+            conn.execute(sa.update(table).where(table.c.id == key).values(**values))
 
     def record_failure(self, event_id: str, error: str, attempts: int, *,
                        dead_lettered: bool) -> None:

@@ -42,8 +42,10 @@ def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventPr
                         store=store, metrics=metrics)
 
 
-def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> int:
-    """One worker of the analyzer consumer group, with real Kafka, S3 and the store."""
+def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None,
+                 reanalysis: bool = False) -> int:
+    """One worker of the analyzer consumer group, with real Kafka, S3 and the store; with
+    ``reanalysis``, of the group consuming re-analysis requests."""
     from ingest.kafka import KafkaAdmin, KafkaConsumer, KafkaProducer, kafka_client_options
     from ingest.s3 import S3ObjectStore
 
@@ -51,7 +53,7 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     opts = kafka_client_options(k)
     admin = KafkaAdmin(**opts)
     admin.ensure_topics({k.topic_crash_reported: 6, k.topic_crash_analyzed: 6,
-                         k.topic_dead_letter: 1})
+                         k.topic_dead_letter: 1, k.topic_reanalyze: 6})
     admin.close()
     store = CrashStore(settings.store.url)
     try:
@@ -65,8 +67,10 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     if settings.analyzer.metrics_port:
         start_http_server(settings.analyzer.metrics_port, addr=settings.analyzer.metrics_addr,
                           registry=registry)
-    consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
-                             topics=[k.topic_crash_reported],
+    group, topic = settings.analyzer.group_id, k.topic_crash_reported
+    if reanalysis:
+        group, topic = group + "-reanalysis", k.topic_reanalyze
+    consumer = KafkaConsumer(**opts, group_id=group, topics=[topic],
                              session_timeout_s=settings.analyzer.session_timeout_s)
     producer = KafkaProducer(**opts)
     from crashfleet.wiring.symbols import open_cache, pack_provider
@@ -75,7 +79,7 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
                       objects=S3ObjectStore.from_settings(settings.s3), store=store,
                       metrics=metrics, symbols=pack_provider(open_cache(settings, registry)))
     stop = stop_on_signals("analyzer")
-    log.info("analyzer.start", group=settings.analyzer.group_id, topic=k.topic_crash_reported)
+    log.info("analyzer.start", group=group, topic=topic)
     try:
         handled = loop.run(stop, idle_exit_s=exit_when_idle)
     finally:

@@ -128,10 +128,10 @@ def test_stop_finishes_the_current_event_commits_and_leaves_the_rest(tmp_path: P
     real = loop.processor.process
     seen: list[bytes] = []
 
-    def process_and_stop(raw: bytes) -> Processed:
+    def process_and_stop(raw: bytes, **kw: Any) -> Processed:
         seen.append(raw)
         stop.set()  # SIGTERM arrives while the first dump is being analyzed
-        return real(raw)
+        return real(raw, **kw)
 
     loop.processor.process = process_and_stop  # type: ignore[method-assign]
     assert loop.run(stop) == 1
