@@ -50,6 +50,27 @@ class Outage:
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
 
+    def blackhole(self) -> None:
+        """Accept connections and never answer (a frozen server): calls wait out their
+        read timeouts."""
+        self.down()
+        with self._lock:
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(("127.0.0.1", self.port))
+            ls.listen(64)
+            self._listener = ls
+        threading.Thread(target=self._hold, args=(ls,), daemon=True).start()
+
+    def _hold(self, ls: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(client)
+
     @contextlib.contextmanager
     def outage(self) -> Iterator[None]:
         self.down()

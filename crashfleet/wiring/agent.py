@@ -15,7 +15,7 @@ from agent.metrics import AgentMetrics
 from agent.service import Agent, AgentConfig
 from crashfleet import __version__
 from foundation.errors import ConfigError
-from foundation.lifecycle import stop_on_signals
+from foundation.lifecycle import finish_within, stop_on_signals
 from foundation.settings import Settings
 from ingest.eventlog import EventProducer
 from ingest.objectstore import ObjectStore
@@ -91,5 +91,6 @@ def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
         counts = agent.journal.counts()
         log.info("agent.done", shipped_all=ok, **counts)
         return 0 if ok else 1
-    agent.run(stop_on_signals("agent"))
+    stop = stop_on_signals("agent")
+    finish_within(lambda: agent.run(stop), stop, component="agent")
     return 0

@@ -13,7 +13,7 @@ from analyzer.metrics import AnalyzerMetrics, StoreCollector
 from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
 from foundation.errors import ConfigError
-from foundation.lifecycle import stop_on_signals
+from foundation.lifecycle import finish_within, stop_on_signals
 from foundation.settings import Settings
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
@@ -81,7 +81,8 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None,
     stop = stop_on_signals("analyzer")
     log.info("analyzer.start", group=group, topic=topic)
     try:
-        handled = loop.run(stop, idle_exit_s=exit_when_idle)
+        handled = finish_within(lambda: loop.run(stop, idle_exit_s=exit_when_idle), stop,
+                                component="analyzer")
     finally:
         # Bounded even with Kafka unreachable: SIGTERM must end the process within 10 s.
         # Nothing unfinished was committed; what is still unacknowledged is redone later.

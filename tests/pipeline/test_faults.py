@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,9 +62,19 @@ def _gauge(port: int, name: str, labels: str) -> float | None:
     return None
 
 
-def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
-        tmp_path: Path, services: StackInfo, s3_bucket: str, unique: str,
-        fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+class _Setup(NamedTuple):
+    env: dict[str, str]
+    dumps: dict[str, Path]
+    s3: Outage
+    port: int
+    count: Callable[[str], int]
+    engine: sa.Engine
+
+
+def _setup(tmp_path: Path, services: StackInfo, s3_bucket: str, unique: str,
+           fixture_dumps: list[tuple[dict[str, object], Path]]) -> _Setup:
+    """Three real dumps in S3 and announced on fresh topics; the analyzer's environment with
+    S3 behind a forwarder and a SQLite store."""
     topics = {"REPORTED": f"reported-{unique}", "ANALYZED": f"analyzed-{unique}",
               "DEAD_LETTER": f"dead-{unique}"}
     admin = KafkaAdmin(services.kafka_bootstrap)
@@ -116,6 +127,14 @@ def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
             except sa.exc.OperationalError:
                 return 0  # not migrated yet
 
+    return _Setup(env, dumps, s3, port, count, engine)
+
+
+def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
+        tmp_path: Path, services: StackInfo, s3_bucket: str, unique: str,
+        fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    env, dumps, s3, port, count, engine = _setup(tmp_path, services, s3_bucket, unique,
+                                                 fixture_dumps)
     tansu = next(p.pid for p in services.processes if p.name == "kafka")
     log1 = tmp_path / "analyzer-1.log"
     s3.down()
@@ -158,4 +177,46 @@ def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
     assert count("SELECT count(DISTINCT event_id) FROM crashes") == len(dumps)
     assert count("SELECT sum(count) FROM clusters") == len(dumps)
     assert count("SELECT count(*) FROM failures") == 0
+    engine.dispose()
+
+
+def test_sigterm_during_a_read_from_a_frozen_s3_exits_promptly(
+        tmp_path: Path, services: StackInfo, s3_bucket: str, unique: str,
+        fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    """S3 accepts connections and never answers: the analyzer sits in a ranged read that
+    only its 60 s read timeout would end. SIGTERM still ends the process within 10 s (the
+    work is abandoned: nothing was committed), and the next start stores every crash once."""
+    env, dumps, s3, _port, count, engine = _setup(tmp_path, services, s3_bucket, unique,
+                                                  fixture_dumps)
+    env.pop("CRASHFLEET_S3_MAX_ATTEMPTS")  # the defaults: 3 attempts, 60 s read timeout
+    log1 = tmp_path / "analyzer-1.log"
+    s3.blackhole()
+    proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log1.open("w"))
+    try:
+        _until(lambda: len(s3._conns) > 0, "the analyzer reading from S3")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        exit_s = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        s3.close()
+    text = log1.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert exit_s <= 10.0, f"SIGTERM took {exit_s:.1f}s with S3 frozen"
+    assert "analyzer.stop_forced" in text
+    env["CRASHFLEET_S3_ENDPOINT_URL"] = services.s3_endpoint
+    proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer",
+                             "--exit-when-idle", "8"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=(tmp_path / "analyzer-2.log").open("w"))
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert count("SELECT count(*) FROM crashes") == len(dumps)
+    assert count("SELECT sum(count) FROM clusters") == len(dumps)
     engine.dispose()
