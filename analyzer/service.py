@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -49,6 +50,12 @@ class LoopConfig:
     poll_timeout_s: float = 1.0
     # One flush waits at most this long, so a stop is seen while Kafka does not answer.
     flush_timeout_s: float = 3.0
+    # Events processed at once (reads from S3 overlap in threads; results are taken, stored
+    # and announced in the order the events were polled); 1: one at a time.
+    in_flight: int = 1
+    # Finished offsets are committed at most this often (and always when idle, on a
+    # revoked partition's last event and on the way out); 0: after every event.
+    commit_interval_s: float = 0.0
 
 
 def failure_key(event_id: str | None, raw: bytes) -> str:
@@ -87,32 +94,63 @@ class AnalyzerLoop:
         self.health = metrics.health
         # Records polled while waiting out an outage (a partition newly assigned meanwhile).
         self._pending: deque[Record] = deque()
+        # Events polled and started, oldest first, with their first attempt (None: not
+        # started in a thread; it runs when the event reaches the head).
+        self._inflight: deque[tuple[Record, Future[Processed] | None]] = deque()
+        self._finished: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._last_commit = 0.0
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> int:
         """Handle events until ``stop`` (or, with ``idle_exit_s``, until nothing arrived for
         that long); returns how many events were handled."""
         handled = 0
         idle_since = time.monotonic()
-        while not stop.is_set():
-            if not self._pending:
-                self._pending.extend(self._poll(self.cfg.poll_timeout_s, stop))
-            if not self._pending:
-                if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
-                    break
-                continue
-            record = self._pending.popleft()
-            try:
-                if self._handle(record, stop):
+        pool = ThreadPoolExecutor(self.cfg.in_flight, thread_name_prefix="analyze") \
+            if self.cfg.in_flight > 1 else None
+        try:
+            while not stop.is_set():
+                self._fill(pool, stop)
+                if not self._inflight:
+                    self._commit_finished(stop, force=True)  # idle: nothing left owed
+                    if idle_exit_s is not None and \
+                            time.monotonic() - idle_since >= idle_exit_s:
+                        break
+                    continue
+                record, first = self._inflight.popleft()
+                if self._handle(record, stop, first):
                     handled += 1
-            except _Stopped:
-                self._pending.clear()  # not committed: redelivered after the restart
-                return handled
-            idle_since = time.monotonic()
+                self._commit_finished(stop, force=False)
+                idle_since = time.monotonic()
+            self._commit_finished(stop, force=True)
+        except _Stopped:
+            pass  # what is not committed is redelivered after the restart
+        finally:
+            self._inflight.clear()
+            self._pending.clear()
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         return handled
 
-    def _poll(self, timeout_s: float, stop: threading.Event) -> list[Record]:
+    def _fill(self, pool: ThreadPoolExecutor | None, stop: threading.Event) -> None:
+        """Poll until ``in_flight`` events are started (without waiting when some are)."""
+        room = self.cfg.in_flight - len(self._inflight)
+        if room <= 0:
+            return
+        if not self._pending:
+            wait = 0.0 if self._inflight else self.cfg.poll_timeout_s
+            self._pending.extend(self._poll(wait, stop, max_records=room))
+        while self._pending and len(self._inflight) < self.cfg.in_flight:
+            record = self._pending.popleft()
+            fut = pool.submit(self._process, record) if pool is not None else None
+            self._inflight.append((record, fut))
+
+    def _process(self, record: Record) -> Processed:
+        return self.processor.process(record.value, reanalysis=_reanalysis(record))
+
+    def _poll(self, timeout_s: float, stop: threading.Event,
+              max_records: int = 1) -> list[Record]:
         try:
-            records = self.consumer.poll(timeout_s, max_records=1)
+            records = self.consumer.poll(timeout_s, max_records=max_records)
             lag = self.consumer.lag()
         except Exception as exc:
             if not is_retryable(exc):
@@ -124,9 +162,11 @@ class AnalyzerLoop:
             self.metrics.lag.set(lag)
         return records
 
-    def _handle(self, record: Record, stop: threading.Event) -> bool:
-        """Process one record to its end (stored or dead-lettered) and commit it; False when
-        its partition was taken away meanwhile (the new owner handles it)."""
+    def _handle(self, record: Record, stop: threading.Event,
+                first: Future[Processed] | None = None) -> bool:
+        """Process one record to its end (stored or dead-lettered) and mark it finished;
+        False when its partition was taken away meanwhile (the new owner handles it).
+        ``first``: its first attempt, already started in a thread."""
         attempt = 0
         while True:
             if record.tp not in self.consumer.assignment():
@@ -134,8 +174,9 @@ class AnalyzerLoop:
                          offset=record.offset)
                 return False
             try:
-                done = self.processor.process(record.value, reanalysis=_reanalysis(record))
+                done = first.result() if first is not None else self._process(record)
             except RetryLater as exc:
+                first = None
                 self.metrics.events.labels(outcome="retried").inc()
                 self.health.down(exc.dependency, str(exc))
                 self._wait(backoff_s(attempt, initial_s=self.cfg.retry_backoff_s,
@@ -148,7 +189,8 @@ class AnalyzerLoop:
             self.health.all_up(_PROCESSING_DEPS)
             self._announce(done, stop)
             break
-        return self._flush_and_commit(record, stop)
+        self._finished[record.tp] = record.offset + 1
+        return True
 
     def _announce(self, done: Processed, stop: threading.Event) -> None:
         self.metrics.seconds.observe(done.seconds)
@@ -185,16 +227,25 @@ class AnalyzerLoop:
         log.error("event.dead_lettered", reason=reason, attempts=attempts, failure_key=key,
                   topic=record.topic, partition=record.partition, offset=record.offset)
 
-    def _flush_and_commit(self, record: Record, stop: threading.Event) -> bool:
-        # The announcement and dead letters must be durable before the offset moves on.
+    def _commit_finished(self, stop: threading.Event, *, force: bool) -> None:
+        """Commit the finished offsets (at most every ``commit_interval_s`` unless forced);
+        announcements and dead letters are made durable first. Offsets of partitions no
+        longer assigned are left to their new owner (it redoes them; the store dedupes)."""
+        if not self._finished or (not force and time.monotonic() - self._last_commit
+                                  < self.cfg.commit_interval_s):
+            return
         self._until_done("event_log", stop,
                          lambda: self.producer.flush(timeout_s=self.cfg.flush_timeout_s))
-        if record.tp not in self.consumer.assignment():
-            return False  # revoked meanwhile: the new owner redoes it (the store dedupes)
-        tp = TopicPartition(record.topic, record.partition)
-        self._until_done("event_log", stop,
-                         lambda: self.consumer.commit({tp: record.offset + 1}))
-        return True
+
+        def commit() -> None:
+            mine = self.consumer.assignment()
+            offsets = {tp: off for tp, off in self._finished.items() if tp in mine}
+            if offsets:
+                self.consumer.commit(offsets)
+
+        self._until_done("event_log", stop, commit)
+        self._finished.clear()
+        self._last_commit = time.monotonic()
 
     def _until_done(self, dependency: str, stop: threading.Event,
                     call: Callable[[], object]) -> None:

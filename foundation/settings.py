@@ -237,6 +237,12 @@ class AnalyzerSettings:
         minimum=0.0)
     retry_backoff_max_s: float = setting(30.0, "Longest delay between those retries.",
                                          minimum=0.0)
+    in_flight: int = setting(
+        4, "Events a worker processes at once (S3 reads overlap in threads; results are "
+        "stored and announced in order); 1: one at a time.", minimum=1)
+    commit_interval_s: float = setting(
+        1.0, "Finished offsets are committed at most this often (always when idle and on "
+        "the way out); 0: after every event.", minimum=0.0)
     report_suffix: str = setting(".report.json", "Reports are stored at <dump key><suffix>.")
     block_cache_mib: int = setting(
         16, "Memory for cached dump blocks per worker (ranged reads from S3).", minimum=1

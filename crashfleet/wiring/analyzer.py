@@ -37,7 +37,8 @@ def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventPr
     cfg = LoopConfig(analyzed_topic=settings.kafka.topic_crash_analyzed,
                      dead_letter_topic=settings.kafka.topic_dead_letter,
                      retry_backoff_s=a.retry_backoff_s,
-                     retry_backoff_max_s=a.retry_backoff_max_s)
+                     retry_backoff_max_s=a.retry_backoff_max_s, in_flight=a.in_flight,
+                     commit_interval_s=a.commit_interval_s)
     return AnalyzerLoop(cfg, consumer=consumer, producer=producer, processor=processor,
                         store=store, metrics=metrics)
 

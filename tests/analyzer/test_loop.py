@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -173,3 +174,46 @@ def test_decoder_bug_is_dead_lettered_not_a_crash_loop(tmp_path: Path,
     assert store.stats().dead_lettered == 2
     sha = hashlib.sha256(poison).hexdigest()
     assert objects.head(f"dumps/{sha}") is not None  # the dump is kept for a replay
+
+
+def test_events_in_flight_are_taken_in_order_and_committed_once_when_idle(
+        tmp_path: Path, fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    """Four events at once: results are taken in poll order (the dead letters keep their
+    order), and with a long commit interval the finished offsets are committed once, when
+    the worker falls idle."""
+    objects = LocalObjectStore(tmp_path / "objects")
+    log = EmbeddedLog(tmp_path / "events.sqlite")
+    store = CrashStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store.migrate()
+    proc = EventProcessor(objects=objects, store=store, report_suffix=".report.json",
+                          block_cache_bytes=1 << 22)
+    loop = AnalyzerLoop(
+        LoopConfig("analyzed", "dead", poll_timeout_s=0.2, in_flight=4,
+                   commit_interval_s=3600.0),
+        consumer=EmbeddedConsumer(log, "g", ["reported"], session_timeout_s=5.0),
+        producer=EmbeddedProducer(log), processor=proc, store=store,
+        metrics=AnalyzerMetrics(CollectorRegistry()))
+    producer = EmbeddedProducer(log)
+    junk = []
+    for i, (_, dump) in enumerate(fixture_dumps[:3]):
+        producer.send("reported", _event(objects, dump.read_bytes()), key=b"k")
+        junk.append(os.urandom(3000) + bytes([i]))
+        producer.send("reported", _event(objects, junk[-1]), key=b"k")
+    producer.flush()
+    commits: list[dict[TopicPartition, int]] = []
+    real_commit = loop.consumer.commit
+
+    def counting_commit(offsets: Any = None) -> None:
+        commits.append(dict(offsets))
+        real_commit(offsets)
+
+    loop.consumer.commit = counting_commit  # type: ignore[method-assign]
+    assert loop.run(threading.Event(), idle_exit_s=0.5) == 6
+    assert store.counts()["crashes"] == 3
+    c = EmbeddedConsumer(log, "inspect", ["dead"], session_timeout_s=2.0)
+    dead = c.poll(1.0, max_records=100)
+    c.close()
+    shas = [hashlib.sha256(j).hexdigest() for j in junk]
+    assert [json.loads(r.value)["dump"]["sha256"] for r in dead] == shas
+    (only,) = commits
+    assert list(only.values()) == [6]
