@@ -46,6 +46,7 @@ class Fleet:
         self.agents: list[subprocess.Popen[bytes] | None] = [None] * hosts
         self.analyzers: list[subprocess.Popen[bytes] | None] = [None] * analyzers
         self.exits: list[tuple[str, float]] = []
+        self._starts: dict[str, int] = {}
         for i in range(hosts):
             self.start("agent", i)
         for i in range(analyzers):
@@ -61,10 +62,21 @@ class Fleet:
             argv = ["agent"]
         else:
             argv = ["analyzer"]
-        log = (self.tmp / f"{kind}-{i}.log").open("ab")
+        name = f"{kind}-{i}.log"
+        self._starts[name] = self._starts.get(name, 0) + 1
+        log = (self.tmp / name).open("ab")
         proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", *argv], env=env,
                                 stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
         (self.agents if kind == "agent" else self.analyzers)[i] = proc
+
+    def wait_ready(self, limit_s: float = 90.0) -> None:
+        """Until every process started has logged its start (faults hit running workers)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if all((self.tmp / name).read_text(errors="replace").count(
+                    f'"{name.split("-")[0]}.start"') >= n for name, n in self._starts.items()):
+                return
+            time.sleep(0.5)
 
     def signal(self, kind: str, i: int, sig: int) -> None:
         procs = self.agents if kind == "agent" else self.analyzers
@@ -157,6 +169,7 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     engine = sa.create_engine(store_url.replace(f"127.0.0.1:{pg.port}",
                                                 f"{pgu.hostname}:{pgu.port}"))
     try:
+        fleet.wait_ready()
         per_fault = max(1, len(dumps) // max(1, args.faults))
         dropped = 0
         for f in range(args.faults):
@@ -171,8 +184,9 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                 sig = signal.SIGKILL if kind.startswith("sigkill") else signal.SIGTERM
                 who = kind.split("-")[1]
                 n = args.hosts if who == "agent" else args.analyzers
-                time.sleep(rng.uniform(0.5, 3.0))
+                time.sleep(rng.uniform(0.5, 3.0))  # mid-upload, mid-analysis, mid-store
                 fleet.signal(who, rng.randrange(n), sig)
+                fleet.wait_ready()
             elif kind == "kafka-frozen":
                 os.kill(tansu, signal.SIGSTOP)
                 try:
