@@ -174,6 +174,7 @@ class KafkaConsumer:
     def __init__(self, bootstrap_servers: Sequence[str] | str, group_id: str,
                  topics: Sequence[str], *, request_timeout_s: float = 10.0,
                  session_timeout_s: float = 10.0, auto_offset_reset: str = "earliest",
+                 max_poll_interval_s: float = 120.0,
                  **extra: Any):
         config = _client_config(bootstrap_servers, request_timeout_s, extra)
         session_ms = int(session_timeout_s * 1000)
@@ -183,6 +184,10 @@ class KafkaConsumer:
             auto_offset_reset=auto_offset_reset,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(session_ms // 3, 100),
+            # Also the rebalance timeout: how long a join waits for members that do not
+            # rejoin (one killed while joining). The analyzer polls at least every second,
+            # even while it waits out an outage, so two minutes is ample (default: 5).
+            max_poll_interval_ms=int(max_poll_interval_s * 1000),
             request_timeout_ms=max(config["request_timeout_ms"], session_ms + 5000),
         )
         self._consumer = _connect("consumer", kafka.KafkaConsumer, bootstrap_servers,

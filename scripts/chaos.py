@@ -36,6 +36,8 @@ from tests.outage import Outage  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "dumps"
 DOC = REPO / "docs" / "reliability.md"
+_KINDS = ("sigkill-analyzer", "sigterm-analyzer", "sigkill-agent", "sigterm-agent", "s3-down",
+          "kafka-frozen", "postgres-down")
 
 
 class Fleet:
@@ -123,6 +125,67 @@ def _drop(tmp: Path, host: int, i: int, data: bytes) -> None:
     os.rename(staging, final)  # appears complete, as kdump-tools leaves it
 
 
+def _env(kafka: str, s3_port: int, store_url: str) -> dict[str, str]:
+    """The fleet's environment: S3 and PostgreSQL through their forwarders, short retries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHFLEET_")}
+    env.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-chaos")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-chaos")
+    env.update({
+        "CRASHFLEET_KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "CRASHFLEET_KAFKA_REQUEST_TIMEOUT_S": "5",
+        "CRASHFLEET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        "CRASHFLEET_S3_BUCKET": "chaos", "CRASHFLEET_S3_ADDRESSING_STYLE": "path",
+        "CRASHFLEET_S3_CONNECT_TIMEOUT_S": "2", "CRASHFLEET_S3_READ_TIMEOUT_S": "10",
+        "CRASHFLEET_STORE_URL": store_url,
+        "CRASHFLEET_AGENT_STABLE_FOR_S": "0.5", "CRASHFLEET_AGENT_REQUIRE_ROOT_OWNER": "false",
+        "CRASHFLEET_AGENT_RETRY_INITIAL_S": "0.5", "CRASHFLEET_AGENT_RETRY_MAX_S": "5",
+        "CRASHFLEET_AGENT_PART_SIZE_MIB": "5",
+        "CRASHFLEET_ANALYZER_METRICS_PORT": "0", "CRASHFLEET_ANALYZER_SESSION_TIMEOUT_S": "6",
+        "CRASHFLEET_ANALYZER_RETRY_BACKOFF_S": "0.5",
+        "CRASHFLEET_ANALYZER_RETRY_BACKOFF_MAX_S": "5",
+        "CRASHFLEET_LOG_FORMAT": "json",
+    })
+    return env
+
+
+def _inject(args: argparse.Namespace, tmp: Path, fleet: Fleet, dumps: list[bytes],
+            s3: Outage, pg: Outage, tansu: int) -> dict[str, int]:
+    """Drop the dumps while injecting ``args.faults`` faults, drawn in turn; counts by kind."""
+    rng = random.Random(args.seed)
+    faults: dict[str, int] = {}
+    per_fault = max(1, len(dumps) // max(1, args.faults))
+    dropped = 0
+    for f in range(args.faults):
+        for _ in range(per_fault):
+            if dropped < len(dumps):
+                _drop(tmp, rng.randrange(args.hosts), dropped, dumps[dropped])
+                dropped += 1
+        kind = _KINDS[f % len(_KINDS)]
+        faults[kind] = faults.get(kind, 0) + 1
+        print(f"fault {f + 1}/{args.faults}: {kind}", flush=True)
+        if kind.startswith("sig"):
+            sig = signal.SIGKILL if kind.startswith("sigkill") else signal.SIGTERM
+            who = kind.split("-")[1]
+            n = args.hosts if who == "agent" else args.analyzers
+            time.sleep(rng.uniform(0.5, 3.0))  # mid-upload, mid-analysis, mid-store
+            fleet.signal(who, rng.randrange(n), sig)
+            fleet.wait_ready()
+        elif kind == "kafka-frozen":
+            os.kill(tansu, signal.SIGSTOP)
+            try:
+                time.sleep(args.outage_s)
+            finally:
+                os.kill(tansu, signal.SIGCONT)
+        else:
+            proxy = s3 if kind == "s3-down" else pg
+            with proxy.outage():
+                time.sleep(args.outage_s)
+    while dropped < len(dumps):
+        _drop(tmp, rng.randrange(args.hosts), dropped, dumps[dropped])
+        dropped += 1
+    return faults
+
+
 def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     import psycopg
     import sqlalchemy as sa
@@ -138,68 +201,18 @@ def campaign(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     user = pgu.netloc.rsplit("@", 1)[0] + "@" if "@" in pgu.netloc else ""
     store_url = f"postgresql+psycopg://{user}127.0.0.1:{pg.port}/{db}"
     tansu = next(p.pid for p in info.processes if p.name == "kafka")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHFLEET_")}
-    env.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-chaos")
-    env.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-chaos")
-    env.update({
-        "CRASHFLEET_KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap,
-        "CRASHFLEET_KAFKA_REQUEST_TIMEOUT_S": "5",
-        "CRASHFLEET_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3.port}",
-        "CRASHFLEET_S3_BUCKET": "chaos", "CRASHFLEET_S3_ADDRESSING_STYLE": "path",
-        "CRASHFLEET_S3_CONNECT_TIMEOUT_S": "2", "CRASHFLEET_S3_READ_TIMEOUT_S": "10",
-        "CRASHFLEET_STORE_URL": store_url,
-        "CRASHFLEET_AGENT_STABLE_FOR_S": "0.5", "CRASHFLEET_AGENT_REQUIRE_ROOT_OWNER": "false",
-        "CRASHFLEET_AGENT_RETRY_INITIAL_S": "0.5", "CRASHFLEET_AGENT_RETRY_MAX_S": "5",
-        "CRASHFLEET_AGENT_PART_SIZE_MIB": "5",
-        "CRASHFLEET_ANALYZER_METRICS_PORT": "0", "CRASHFLEET_ANALYZER_SESSION_TIMEOUT_S": "6",
-        "CRASHFLEET_ANALYZER_RETRY_BACKOFF_S": "0.5",
-        "CRASHFLEET_ANALYZER_RETRY_BACKOFF_MAX_S": "5",
-        "CRASHFLEET_LOG_FORMAT": "json",
-    })
+    env = _env(info.kafka_bootstrap, s3.port, store_url)
     from ingest.s3 import S3ObjectStore
 
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
     S3ObjectStore("chaos", endpoint_url=info.s3_endpoint, addressing_style="path").ensure_bucket()
-    rng = random.Random(args.seed)
     dumps = _dumps(args.dumps)
     fleet = Fleet(tmp, env, args.hosts, args.analyzers)
-    faults: dict[str, int] = {}
-    kinds = ["sigkill-analyzer", "sigterm-analyzer", "sigkill-agent", "sigterm-agent",
-             "s3-down", "kafka-frozen", "postgres-down"]
     engine = sa.create_engine(store_url.replace(f"127.0.0.1:{pg.port}",
                                                 f"{pgu.hostname}:{pgu.port}"))
     try:
         fleet.wait_ready()
-        per_fault = max(1, len(dumps) // max(1, args.faults))
-        dropped = 0
-        for f in range(args.faults):
-            for _ in range(per_fault):
-                if dropped < len(dumps):
-                    _drop(tmp, rng.randrange(args.hosts), dropped, dumps[dropped])
-                    dropped += 1
-            kind = kinds[f % len(kinds)]
-            faults[kind] = faults.get(kind, 0) + 1
-            print(f"fault {f + 1}/{args.faults}: {kind}", flush=True)
-            if kind.startswith("sig"):
-                sig = signal.SIGKILL if kind.startswith("sigkill") else signal.SIGTERM
-                who = kind.split("-")[1]
-                n = args.hosts if who == "agent" else args.analyzers
-                time.sleep(rng.uniform(0.5, 3.0))  # mid-upload, mid-analysis, mid-store
-                fleet.signal(who, rng.randrange(n), sig)
-                fleet.wait_ready()
-            elif kind == "kafka-frozen":
-                os.kill(tansu, signal.SIGSTOP)
-                try:
-                    time.sleep(args.outage_s)
-                finally:
-                    os.kill(tansu, signal.SIGCONT)
-            else:
-                proxy = s3 if kind == "s3-down" else pg
-                with proxy.outage():
-                    time.sleep(args.outage_s)
-        while dropped < len(dumps):
-            _drop(tmp, rng.randrange(args.hosts), dropped, dumps[dropped])
-            dropped += 1
+        faults = _inject(args, tmp, fleet, dumps, s3, pg, tansu)
 
         def counts() -> tuple[int, int, int]:
             with engine.connect() as conn:
