@@ -165,7 +165,7 @@ def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
     env["CRASHFLEET_S3_ENDPOINT_URL"] = services.s3_endpoint
     log2 = tmp_path / "analyzer-2.log"
     proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer",
-                             "--exit-when-idle", "8"], env=env, stdout=subprocess.DEVNULL,
+                             "--exit-when-idle", "20"], env=env, stdout=subprocess.DEVNULL,
                             stderr=log2.open("w"))
     try:
         proc.wait(timeout=120)
@@ -209,7 +209,7 @@ def test_sigterm_during_a_read_from_a_frozen_s3_exits_promptly(
     assert "analyzer.stop_forced" in text
     env["CRASHFLEET_S3_ENDPOINT_URL"] = services.s3_endpoint
     proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer",
-                             "--exit-when-idle", "8"], env=env, stdout=subprocess.DEVNULL,
+                             "--exit-when-idle", "20"], env=env, stdout=subprocess.DEVNULL,
                             stderr=(tmp_path / "analyzer-2.log").open("w"))
     try:
         proc.wait(timeout=120)
