@@ -31,6 +31,7 @@ from agent.streamindex import StreamIndex
 from agent.upload import RateLimiter, Uploader, head_or_none
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
+from foundation.logs import LogThrottle
 from foundation.text import name_text
 from foundation.timefmt import iso_utc
 from ingest.errors import RetryableIngestError
@@ -45,6 +46,7 @@ __all__ = ["Agent", "AgentConfig"]
 log = structlog.get_logger("crashfleet.agent")
 
 MAX_DMESG_BYTES = 16 * 1024 * 1024  # a kernel log file larger than this is cut
+_FLUSH_S = 5.0  # longest wait for Kafka to acknowledge one event
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Agent:
         self._producer: EventProducer | None = None
         self._publish_not_before = 0.0
         self._publish_failures = 0
+        self._throttle = LogThrottle(60.0)
         self.uploader = Uploader(
             store, part_size=config.part_size, concurrency=config.upload_concurrency,
             limiter=RateLimiter(config.bandwidth_limit), on_bytes=metrics.bytes_uploaded.inc,
@@ -235,8 +238,10 @@ class Agent:
             except CrashfleetError as exc:
                 if is_retryable(exc):
                     retry_in = self._retry_later(row, str(exc))
-                    log.warning("dump.retry", error=name_text(str(exc)),
-                                retry_in_s=round(retry_in, 2))
+                    # One line per condition while it lasts (an outage or a missing bucket
+                    # fails every dump the same way), not one per dump per retry.
+                    level = log.warning if self._throttle.allow(str(exc)) else log.debug
+                    level("dump.retry", error=name_text(str(exc)), retry_in_s=round(retry_in, 2))
                 else:
                     self.journal.fail(row.id, str(exc), float("inf"), permanent=True)
                     self.metrics.failures.labels(stage="upload").inc()
@@ -395,7 +400,9 @@ class Agent:
                 for item in batch:
                     self._producer.send(item.topic, item.payload, key=item.key,
                                         headers=[("event-type", b"crash-reported")])
-                    self._producer.flush()
+                    # Bounded, so a stop is seen while Kafka does not answer; a timeout is
+                    # retried from the journal's outbox like any other publish failure.
+                    self._producer.flush(timeout_s=_FLUSH_S)
                     self.journal.mark_sent([item.seq])
                     self.metrics.shipped.inc()
                     self.metrics.last_success.set(self.clock())
@@ -407,7 +414,9 @@ class Agent:
                 retry_in = self._backoff(self._publish_failures)
                 self._publish_failures += 1
                 self._publish_not_before = self.clock() + retry_in
-                log.warning("event.retry", error=str(exc), retry_in_s=round(retry_in, 2))
+                level = log.warning if self._throttle.allow("publish: " + str(exc)) \
+                    else log.debug
+                level("event.retry", error=str(exc), retry_in_s=round(retry_in, 2))
                 self._drop_producer()
                 return False
 

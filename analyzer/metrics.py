@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from analyzer.health import DependencyHealth
 from store import CrashStore
 
 __all__ = ["METRIC_NAMES", "AnalyzerMetrics", "StoreCollector"]
@@ -36,6 +37,7 @@ METRIC_NAMES = (
     "crashfleet_analyzer_analysis_seconds",
     "crashfleet_analyzer_consumer_lag",
     "crashfleet_analyzer_last_success_timestamp_seconds",
+    "crashfleet_analyzer_dependency_up",
 )
 
 
@@ -115,3 +117,4 @@ class AnalyzerMetrics:
         self.last_success = Gauge("crashfleet_analyzer_last_success_timestamp_seconds",
                                   "When this worker last stored a crash (Unix time).",
                                   registry=registry)
+        self.health = DependencyHealth(registry)

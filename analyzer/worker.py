@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from analyzer.health import OutageTap, dependency_of
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.timefmt import iso_utc, parse_iso
 from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
@@ -27,6 +28,7 @@ from ingest.schema import SchemaError
 from signature import Signature
 from signature.inputs import sign_report
 from store import CrashRecord, CrashStore, RecordOutcome
+from store.history import reclassify
 from vmcore.analyze import Analysis, PackProvider
 from vmcore.errors import AnalyzerError
 
@@ -36,7 +38,12 @@ log = structlog.get_logger("crashfleet.analyzer")
 
 
 class RetryLater(Exception):
-    """A transient failure: the same event may succeed later."""
+    """A transient failure: the same event may succeed later, once ``dependency`` (one of
+    :data:`analyzer.health.DEPENDENCIES`) answers again."""
+
+    def __init__(self, reason: str, *, dependency: str = "object_store"):
+        self.dependency = dependency
+        super().__init__(reason)
 
 
 class DeadLetter(Exception):
@@ -59,20 +66,34 @@ class Processed:
     bytes_fetched: int | None
 
 
-def _decode(event: CrashReported, fn: Callable[..., Analysis], *args: Any,
+def _decode(event: CrashReported, tap: OutageTap, fn: Callable[..., Analysis], *args: Any,
             **kwargs: Any) -> Analysis:
     """Run the decoder. An error it did not type is a decoder bug met on this dump: the event
     is dead-lettered (the dump stays stored, for a replay once it is fixed) instead of
     crashing the worker on every redelivery and stalling its partition. Byte sources and
-    symbol sources raise typed errors, so no outage ends up here."""
+    symbol sources raise typed errors, so no outage ends up here.
+
+    An outage the decoder absorbed (a failed read turned into a partial report, a symbol
+    source that did not answer turned into a log-only report) retries the event: its report
+    would carry another signature than the dump has (docs/reliability.md)."""
     try:
-        return fn(*args, **kwargs)
+        analysis = fn(*args, **kwargs)
     except AnalyzerError:
+        _raise_outage(tap)
         raise
     except Exception as exc:
+        _raise_outage(tap)
         log.exception("decoder.bug")
         raise DeadLetter(f"decoder bug: {type(exc).__name__}: {exc}",
                          event_id=event.event_id) from exc
+    _raise_outage(tap)
+    return analysis
+
+
+def _raise_outage(tap: OutageTap) -> None:
+    if tap.error is not None:
+        raise RetryLater(f"{type(tap.error).__name__}: {tap.error}",
+                         dependency=tap.dependency or "object_store") from tap.error
 
 
 class EventProcessor:
@@ -88,27 +109,30 @@ class EventProcessor:
         self.block_cache_bytes = block_cache_bytes
         self.clock = clock
 
-    def process(self, raw: bytes) -> Processed:
+    def process(self, raw: bytes, *, reanalysis: str | None = None) -> Processed:
+        """Analyze the event ``raw`` and store it; with ``reanalysis`` (a request id), the
+        stored crash is given its new signature and cluster instead (store/history.py)."""
         try:
             event = decode_crash_reported(raw)
         except SchemaError as exc:
             raise DeadLetter(f"malformed crash-reported event: {exc}") from exc
         structlog.contextvars.bind_contextvars(crash_id=event.event_id, host=event.host.hostname)
         try:
-            return self._process(event)
+            return self._process(event, reanalysis)
         except (AnalyzerError, CrashfleetError) as exc:
             if is_retryable(exc):
-                raise RetryLater(str(exc)) from exc
+                raise RetryLater(str(exc), dependency=dependency_of(exc)) from exc
             raise DeadLetter(f"{type(exc).__name__}: {exc}", event_id=event.event_id) from exc
         finally:
             structlog.contextvars.unbind_contextvars("crash_id", "host")
 
-    def _process(self, event: CrashReported) -> Processed:
+    def _process(self, event: CrashReported, reanalysis: str | None) -> Processed:
         from vmcore.analyze import MAX_LOG_TEXT, analyze, analyze_log
         from vmcore.formats.flattened import FlatIndex
         from vmcore.source import ObjectStoreSource
 
         t0 = time.monotonic()
+        tap = OutageTap()
         src: ObjectStoreSource | None = None
         if event.dump.key is None:
             # Log-only shipment: the kernel log is all there is.
@@ -121,7 +145,7 @@ class EventProcessor:
                                  event_id=event.event_id)
             start = max(0, info.size - MAX_LOG_TEXT)
             text = self.objects.get_range(event.dump.dmesg_key, start, info.size - start)
-            analysis = _decode(event, analyze_log, text, source=event.dump.dmesg_key)
+            analysis = _decode(event, tap, analyze_log, text, source=event.dump.dmesg_key)
             report_base = event.dump.dmesg_key
         else:
             flat_index = None
@@ -131,12 +155,12 @@ class EventProcessor:
                     flat_index = FlatIndex.from_bytes(
                         self.objects.get_range(event.dump.index_key, 0, info.size))
             block = 64 * 1024
-            src = ObjectStoreSource(self.objects, event.dump.key, size=event.dump.size,
-                                    block_size=block,
+            src = ObjectStoreSource(tap.objects(self.objects), event.dump.key,
+                                    size=event.dump.size, block_size=block,
                                     max_blocks=max(4, self.block_cache_bytes // block))
             # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
-            analysis = _decode(event, analyze, src, flat_index=flat_index, symbols=self.symbols,
-                               dump_symbols=True)
+            analysis = _decode(event, tap, analyze, src, flat_index=flat_index,
+                               symbols=tap.symbols(self.symbols), dump_symbols=True)
             report_base = event.dump.key
         signed = sign_report(analysis.report)
         report = dataclasses.replace(analysis.report, title=signed.title.text)
@@ -149,7 +173,7 @@ class EventProcessor:
         body["event_id"] = event.event_id
         self.objects.put(report_key, json.dumps(body, indent=2).encode(),
                          {"event-id": event.event_id})
-        outcome = self.store.record(CrashRecord(
+        outcome = self._store(reanalysis, CrashRecord(
             event_id=event.event_id, host=event.host.hostname, machine_id=event.host.machine_id,
             kernel_release=report.kernel.release or event.kernel_release,
             build_id=report.kernel.build_id or event.build_id,
@@ -169,3 +193,13 @@ class EventProcessor:
         )
         return Processed(event, sig, outcome, analyzed, time.monotonic() - t0,
                          src.bytes_fetched if src is not None else None)
+
+    def _store(self, reanalysis: str | None, rec: CrashRecord) -> RecordOutcome:
+        if reanalysis is not None:
+            moved = reclassify(self.store, rec, reanalysis)
+            if moved is not None:
+                log.info("crash.reanalyzed", event_id=rec.event_id, request=reanalysis,
+                         applied=moved.applied, moved=moved.moved,
+                         old_cluster=moved.old_cluster_id, cluster=moved.cluster_id)
+                return RecordOutcome(moved.applied, moved.cluster_id, False, False, False, ())
+        return self.store.record(rec)

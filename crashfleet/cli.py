@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": (_C + "pipeline:register_run",
             "the embedded pipeline: spool -> agent -> analyzer -> store -> /metrics"),
     "web": (_C + "web", "serve the triage web UI and JSON API"),
+    "dlq": (_C + "dlq", "list, show and replay dead-lettered events"),
+    "reanalyze": (_C + "reanalyze", "re-analyze stored crashes through the reprocessing topic"),
 }
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["LogThrottle", "configure_logging"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -56,3 +58,27 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     root.handlers[:] = [handler]
     # Libraries are kept quiet but visible: warnings and worse, or finer with --log-level.
     root.setLevel(max(numeric, logging.WARNING))
+
+
+class LogThrottle:
+    """Says whether a repeated condition is worth another log line: the first time, then at
+    most once per ``interval_s`` while it lasts (a missing bucket is one line a minute, not
+    one per dump per retry). ``key`` names the condition (e.g. the error's text)."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 1000):
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._max_keys = max_keys
+
+    def allow(self, key: str) -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            return False
+        if len(self._last) >= self._max_keys:  # bounded: forget the oldest conditions
+            for old in sorted(self._last, key=self._last.__getitem__)[: self._max_keys // 2]:
+                del self._last[old]
+        self._last[key] = now
+        return True

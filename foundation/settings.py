@@ -94,6 +94,9 @@ class KafkaSettings:
     topic_dead_letter: str = setting(
         "crash-dead-letter", "Topic of events whose dumps could not be analyzed."
     )
+    topic_reanalyze: str = setting(
+        "crash-reanalyze", "Topic of re-analysis requests (crashfleet reanalyze); consumed by "
+        "'crashfleet analyzer --reanalysis' so normal traffic never waits behind it.")
 
 
 @dataclass(frozen=True)
@@ -263,12 +266,18 @@ class AnalyzerSettings:
         10.0, "Consumer group session timeout: a dead worker's partitions move after this.",
         minimum=1.0,
     )
-    max_attempts: int = setting(
-        3, "Attempts for a retryable failure (S3 or symbols unreachable) before dead-lettering.",
-        minimum=1,
-    )
-    retry_backoff_s: float = setting(2.0, "First delay between attempts (doubles).",
-                                     minimum=0.0)
+    retry_backoff_s: float = setting(
+        2.0, "First delay before retrying an event whose dependency (S3, store, Kafka, symbol "
+        "source) did not answer; doubles per attempt. Such events are never dead-lettered.",
+        minimum=0.0)
+    retry_backoff_max_s: float = setting(30.0, "Longest delay between those retries.",
+                                         minimum=0.0)
+    in_flight: int = setting(
+        4, "Events a worker processes at once (S3 reads overlap in threads; results are "
+        "stored and announced in order); 1: one at a time.", minimum=1)
+    commit_interval_s: float = setting(
+        1.0, "Finished offsets are committed at most this often (always when idle and on "
+        "the way out); 0: after every event.", minimum=0.0)
     report_suffix: str = setting(".report.json", "Reports are stored at <dump key><suffix>.")
     block_cache_mib: int = setting(
         16, "Memory for cached dump blocks per worker (ranged reads from S3).", minimum=1

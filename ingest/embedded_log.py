@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ingest.errors import PermanentIngestError
@@ -170,6 +170,7 @@ class EmbeddedConsumer:
         self._reset = auto_offset_reset
         self._assigned: tuple[TopicPartition, ...] = ()
         self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
         self._closed = False
         self._heartbeat()
 
@@ -207,6 +208,7 @@ class EmbeddedConsumer:
         if assigned != self._assigned:
             self._assigned = assigned
             self._positions = {tp: self._start_offset(tp) for tp in assigned}
+            self._paused.clear()
 
     def _start_offset(self, tp: TopicPartition) -> int:
         db = self._log._db()
@@ -239,6 +241,8 @@ class EmbeddedConsumer:
         for tp in self._assigned:
             if len(out) >= max_records:
                 break
+            if tp in self._paused:
+                continue
             pos = self._positions[tp]
             rows = db.execute(
                 "SELECT offset, key, value, headers, ts_ms FROM records "
@@ -272,6 +276,12 @@ class EmbeddedConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused.update(tp for tp in partitions if tp in self._assigned)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
 
     def lag(self) -> int | None:
         db = self._log._db()

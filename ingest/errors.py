@@ -18,6 +18,7 @@ __all__ = [
     "ObjectNotFound",
     "PermanentIngestError",
     "RetryableIngestError",
+    "S3AccessProblem",
     "UploadNotFound",
 ]
 
@@ -85,3 +86,21 @@ class AccessDenied(PermanentIngestError):
     def __init__(self, key: str, *, endpoint: str | None = None):
         self.key = key
         super().__init__(f"access denied to key {key!r}", endpoint=endpoint)
+
+
+class S3AccessProblem(RetryableIngestError):
+    """The bucket is missing or the credentials are refused: a configuration problem that
+    lasts until someone fixes it, so work waits (nothing is dead-lettered or dropped) and
+    the message names the setting and what to do. ``code`` is S3's error code."""
+
+    def __init__(self, code: str, bucket: str, endpoint: str):
+        self.code = code
+        self.bucket = bucket
+        if code == "NoSuchBucket":
+            what = (f"S3 bucket {bucket!r} does not exist at {endpoint}: create it "
+                    "(crashfleet stack up does, locally) or fix s3.bucket")
+        else:
+            what = (f"S3 at {endpoint} refused access to bucket {bucket!r} ({code}): check the "
+                    "credentials (boto3's chain: AWS_ACCESS_KEY_ID, ~/.aws, instance role), "
+                    "the bucket policy and s3.bucket")
+        super().__init__(what, endpoint=endpoint)

@@ -8,7 +8,7 @@ exactly at its group's committed offsets. Both pass the same contract tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -84,6 +84,16 @@ class EventConsumer(Protocol):
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions currently assigned to this member."""
+        ...
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        """Stop returning records of these assigned partitions from ``poll`` (which still
+        keeps the membership alive) until ``resume``; unassigned ones are ignored. A
+        rebalance forgets the pause (as Kafka does)."""
+        ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        """Undo ``pause``; unassigned partitions are ignored."""
         ...
 
     def lag(self) -> int | None:

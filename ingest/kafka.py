@@ -9,7 +9,8 @@ within ``request_timeout_s``; a broker that stops answering later makes ``flush`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kafka
@@ -93,6 +94,14 @@ class KafkaAdmin:
         self._admin.close()
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
 class KafkaProducer:
     """Producer with ``acks=all``; records with one key keep their order (one in flight)."""
 
@@ -104,7 +113,9 @@ class KafkaProducer:
         config.update(
             acks="all",
             linger_ms=linger_ms,
-            max_block_ms=int(request_timeout_s * 1000),
+            # send() blocks at most this long for metadata or buffer space, then raises a
+            # retryable error: a caller waiting out an outage stays responsive to a stop.
+            max_block_ms=int(min(request_timeout_s, 3.0) * 1000),
             # Keep per-partition order across retries.
             max_in_flight_requests_per_connection=1,
             retries=3,
@@ -112,30 +123,59 @@ class KafkaProducer:
         )
         self._producer = _connect("producer", kafka.KafkaProducer, bootstrap_servers,
                                   request_timeout_s, config)
-        self._pending: list[Any] = []
+        # Each record sent and not yet acknowledged, with its future (None: to send again).
+        self._pending: list[tuple[_Outgoing, Any]] = []
 
     def send(self, topic: str, value: bytes, *, key: bytes | None = None,
              headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        rec = _Outgoing(topic, value, key, tuple(headers))
+        self._pending.append((rec, self._send(rec)))
+
+    def _send(self, rec: _Outgoing) -> Any:
         try:
-            fut = self._producer.send(topic, value=value, key=key, headers=list(headers))
+            return self._producer.send(rec.topic, value=rec.value, key=rec.key,
+                                       headers=list(rec.headers))
         except kafka.errors.KafkaTimeoutError as exc:
-            raise RetryableIngestError(f"Kafka send to {topic} timed out: {exc}",
+            raise RetryableIngestError(f"Kafka send to {rec.topic} timed out: {exc}",
                                        endpoint=str(self._servers)) from exc
-        self._pending.append(fut)
 
     def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every record sent since the last successful flush. A record the brokers
+        did not acknowledge (timed out, expired, refused) stays pending and is sent again by
+        the next ``flush``, so a flush that raised can simply be called again."""
         timeout = self._timeout * 3 if timeout_s is None else timeout_s
-        pending, self._pending = self._pending, []
+        for i, (rec, fut) in enumerate(self._pending):
+            if fut is None or (fut.is_done and fut.failed()):
+                self._pending[i] = (rec, None)
+                self._pending[i] = (rec, self._send(rec))
         try:
             self._producer.flush(timeout=timeout)
-            for fut in pending:
-                fut.get(timeout=timeout)
         except kafka.errors.KafkaError as exc:
             raise RetryableIngestError(f"Kafka did not acknowledge records: {exc}",
                                        endpoint=str(self._servers)) from exc
+        failed = [fut.exception for _, fut in self._pending if not fut.succeeded()]
+        self._pending = [(rec, fut) for rec, fut in self._pending if not fut.succeeded()]
+        if self._pending:
+            raise RetryableIngestError(
+                f"Kafka did not acknowledge {len(self._pending)} records: "
+                f"{next((e for e in failed if e is not None), 'timed out')}",
+                endpoint=str(self._servers))
 
-    def close(self) -> None:
-        self._producer.close(timeout=self._timeout)
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close, waiting at most ``timeout_s`` (default 2 s) for records in flight. Callers
+        treat only a successful ``flush`` as delivery, so what is dropped here is sent again
+        after a restart: closing never holds up a stop."""
+        timeout = min(self._timeout, 2.0) if timeout_s is None else timeout_s
+        try:
+            self._producer.close(timeout=timeout)
+        except kafka.errors.KafkaError:
+            # kafka-python's close() raises from its own flush when records are still
+            # unacknowledged, before it stops its sender thread: stop that thread here, and
+            # mark the producer closed so its finalizer does not try (and raise) again.
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            self._producer._closed = True
 
 
 class KafkaConsumer:
@@ -144,6 +184,7 @@ class KafkaConsumer:
     def __init__(self, bootstrap_servers: Sequence[str] | str, group_id: str,
                  topics: Sequence[str], *, request_timeout_s: float = 10.0,
                  session_timeout_s: float = 10.0, auto_offset_reset: str = "earliest",
+                 max_poll_interval_s: float = 120.0,
                  **extra: Any):
         config = _client_config(bootstrap_servers, request_timeout_s, extra)
         session_ms = int(session_timeout_s * 1000)
@@ -153,14 +194,36 @@ class KafkaConsumer:
             auto_offset_reset=auto_offset_reset,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(session_ms // 3, 100),
+            # Also the rebalance timeout: how long a join waits for members that do not
+            # rejoin (one killed while joining). The analyzer polls at least every second,
+            # even while it waits out an outage, so two minutes is ample (default: 5).
+            max_poll_interval_ms=int(max_poll_interval_s * 1000),
             request_timeout_ms=max(config["request_timeout_ms"], session_ms + 5000),
         )
         self._consumer = _connect("consumer", kafka.KafkaConsumer, bootstrap_servers,
                                   request_timeout_s, config)
         self._consumer.subscribe(list(topics))
+        self._timeout_ms = max(int(request_timeout_s * 1000), 1000)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        tps = [kafka.TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.pause(*(tp for tp in tps if tp in assigned))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        assigned = self._consumer.assignment()
+        tps = [kafka.TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        self._consumer.resume(*(tp for tp in tps if tp in assigned))
 
     def poll(self, timeout_s: float, max_records: int = 100) -> list[Record]:
-        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000),
+                                          max_records=max_records)
+        except kafka.errors.KafkaError as exc:
+            if not getattr(exc, "retriable", False) and not isinstance(
+                    exc, (kafka.errors.KafkaConnectionError, kafka.errors.KafkaTimeoutError)):
+                raise
+            raise RetryableIngestError(f"Kafka poll failed: {exc}") from exc
         out: list[Record] = []
         for tp, records in batches.items():
             for r in records:
@@ -172,14 +235,16 @@ class KafkaConsumer:
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        # Bounded: with the coordinator down, the commit fails within the request timeout
+        # instead of blocking (kafka-python retries forever without one).
         try:
             if offsets is None:
-                self._consumer.commit()
+                self._consumer.commit(timeout_ms=self._timeout_ms)
             else:
                 self._consumer.commit({
                     kafka.TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
                     for tp, off in offsets.items()
-                })
+                }, timeout_ms=self._timeout_ms)
         except kafka.errors.KafkaError as exc:
             raise RetryableIngestError(f"Kafka commit failed: {exc}") from exc
 
@@ -199,9 +264,15 @@ class KafkaConsumer:
             hw = self._consumer.highwater(tp)
             if hw is None:
                 continue
+            pos = self._consumer.position(tp, timeout_ms=0)  # never block on a lag gauge
+            if pos is None:
+                continue
             known = True
-            total += max(0, hw - self._consumer.position(tp))
+            total += max(0, hw - pos)
         return total if known else None
 
-    def close(self) -> None:
-        self._consumer.close(autocommit=False)
+    def close(self, timeout_s: float | None = None) -> None:
+        """Leave the group; at most ``timeout_s`` (default the request timeout) with the
+        coordinator unreachable."""
+        timeout_ms = self._timeout_ms if timeout_s is None else int(timeout_s * 1000)
+        self._consumer.close(autocommit=False, timeout_ms=timeout_ms)

@@ -23,6 +23,7 @@ from ingest.errors import (
     InvalidRange,
     ObjectNotFound,
     RetryableIngestError,
+    S3AccessProblem,
     UploadNotFound,
 )
 from ingest.objectstore import ObjectInfo, PartInfo, SizedReader
@@ -35,6 +36,11 @@ _NETWORK_ERRORS = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
 )
+
+
+# Errors that last until someone fixes the bucket or the credentials.
+_ACCESS_CODES = ("NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                 "ExpiredToken", "InvalidToken")
 
 
 class S3ObjectStore:
@@ -120,13 +126,15 @@ class S3ObjectStore:
                     or status >= 500:
                 raise RetryableIngestError(f"S3 {op} on {self.location}: {code or status}",
                                            endpoint=self.endpoint) from exc
+            if code in _ACCESS_CODES:
+                raise S3AccessProblem(code, self.bucket, self.endpoint) from exc
             raise
 
     def ensure_bucket(self) -> None:
         """Create the bucket when it does not exist (for tests and the local stack)."""
         try:
             self._call("head_bucket")
-        except botocore.exceptions.ClientError:
+        except (botocore.exceptions.ClientError, S3AccessProblem):
             self._call("create_bucket")
 
     # -- objects ------------------------------------------------------------------------------

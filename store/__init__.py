@@ -1,6 +1,7 @@
 """The crash store (SQLAlchemy Core + Alembic): crashes, signatures, clusters, taint sets,
 failures; SQLite by default, PostgreSQL for fleets."""
 
+from store.errors import StoreError, StoreUnavailable
 from store.store import (
     ClusterRow,
     CrashRecord,
@@ -10,4 +11,13 @@ from store.store import (
     StoreStats,
 )
 
-__all__ = ["ClusterRow", "CrashRecord", "CrashRow", "CrashStore", "RecordOutcome", "StoreStats"]
+__all__ = [
+    "ClusterRow",
+    "CrashRecord",
+    "CrashRow",
+    "CrashStore",
+    "RecordOutcome",
+    "StoreError",
+    "StoreStats",
+    "StoreUnavailable",
+]

@@ -23,7 +23,7 @@ from store.schema import (
     triage,
 )
 
-__all__ = ["kernel_key", "modules_of", "update_aggregates"]
+__all__ = ["kernel_key", "modules_of", "remove_from_aggregates", "update_aggregates"]
 
 _FRAME_MODULE = re.compile(r" \[([^\]\s]{1,128})\]$")
 _NUM = re.compile(r"\d+|[^\d.\-+~_]+")
@@ -87,6 +87,34 @@ def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
             and row.regressed_at is None and kernel_key(kernel) >= kernel_key(row.fixed_in)):
         conn.execute(sa.update(triage).where(triage.c.cluster_id == cluster_id)
                      .values(regressed_at=now, regressed_kernel=release))
+
+
+def _drop(conn: sa.Connection, table: sa.Table, key: dict[str, Any]) -> bool:
+    """Take one crash out of ``table``'s row ``key`` (the row goes at zero); True when the row
+    went. First and last seen stay as they were: a bound, not an exact value."""
+    where = [table.c[k] == v for k, v in key.items()]
+    conn.execute(sa.update(table).where(*where, table.c.count > 0)
+                 .values(count=table.c.count - 1))
+    gone = conn.execute(sa.delete(table).where(*where, table.c.count <= 0)
+                        .returning(table.c.count)).first()
+    return gone is not None
+
+
+def remove_from_aggregates(conn: sa.Connection, *, cluster_id: str, seen_at: datetime,
+                           kernel: str | None, host: str, taint: str,
+                           modules: Iterable[str]) -> None:
+    """Take one crash out of its old cluster's aggregates (a re-analysis moved it); the fleet's
+    per-kernel counts are unchanged (the crash is still there)."""
+    _drop(conn, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()})
+    _drop(conn, cluster_kernels, {"cluster_id": cluster_id,
+                                  "kernel": (kernel or "unknown")[:128]})
+    if _drop(conn, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]}):
+        conn.execute(sa.update(clusters).where(clusters.c.id == cluster_id,
+                                               clusters.c.hosts > 0)
+                     .values(hosts=clusters.c.hosts - 1))
+    _drop(conn, cluster_taints, {"cluster_id": cluster_id, "taint": taint[:32]})
+    for mod in modules:
+        _drop(conn, cluster_modules, {"cluster_id": cluster_id, "module": mod})
 
 
 def findings_json(raw: str) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = ["cluster_days", "cluster_hosts", "cluster_kernels", "cluster_modules", "cluster_taints",
-           "clusters", "crashes", "failures", "kernel_counts", "metadata", "signatures",
-           "taint_sets", "triage"]
+           "clusters", "crash_history", "crashes", "failures", "kernel_counts", "metadata",
+           "signatures", "taint_sets", "triage"]
 
 metadata = sa.MetaData()
 
@@ -62,6 +62,7 @@ crashes = sa.Table(
     sa.Column("explanation", sa.Text),  # JSON: how the signature and title were made
     sa.Index("ix_crashes_cluster", "cluster_id"),
     sa.Index("ix_crashes_analyzed_at", "analyzed_at"),
+    sa.Index("ix_crashes_build_id", "build_id"),
 )
 
 # Every taint letter combination seen in the fleet, with the crash that first showed it.
@@ -141,3 +142,16 @@ sa.Index("ix_crashes_cluster_time", crashes.c.cluster_id, crashes.c.analyzed_at)
 sa.Index("ix_clusters_last_seen", clusters.c.last_seen)
 sa.Index("ix_clusters_first_seen", clusters.c.first_seen)
 sa.Index("ix_clusters_count", clusters.c.count)
+
+# Re-analyses of stored crashes: one row per (crash, request), so a redelivered request
+# changes nothing twice; the crash row holds the current signature, this table its history.
+crash_history = sa.Table(
+    "crash_history", metadata,
+    sa.Column("event_id", sa.String(64), sa.ForeignKey("crashes.event_id"), primary_key=True),
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("old_signature_id", sa.String(32), nullable=False),
+    sa.Column("old_cluster_id", sa.String(32), nullable=False),
+    sa.Column("new_signature_id", sa.String(32), nullable=False),
+    sa.Column("new_cluster_id", sa.String(32), nullable=False),
+)

@@ -20,6 +20,7 @@ from signature import Signature
 from signature.cluster import ClusterCandidate, choose_cluster
 from signature.titles import Title
 from store.aggregates import update_aggregates
+from store.errors import unavailable_as_retryable
 from store.schema import (
     cluster_kernels,
     clusters,
@@ -133,6 +134,11 @@ class CrashStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to the newest migration (Alembic), creating it when empty
         (``revision``: an older one, for migration tests)."""
@@ -141,7 +147,7 @@ class CrashStore:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Several analyzers start at once: one migrates, the others wait and then
                 # find the schema current.
@@ -163,32 +169,14 @@ class CrashStore:
         sig = rec.signature
         now = rec.analyzed_at
         seen_at = rec.crash_time or now
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             if conn.execute(sa.select(crashes.c.event_id)
                             .where(crashes.c.event_id == rec.event_id)).first():
                 cid = conn.execute(sa.select(crashes.c.cluster_id).where(
                     crashes.c.event_id == rec.event_id)).scalar_one()
                 return RecordOutcome(False, cid, False, False, False, ())
 
-            alts = rec.title.alternatives if rec.title is not None else ()
-            found, how = self._choose(conn, sig, alts)
-            new_signature = how != "signature"
-            new_cluster = how == "new"
-            cluster_id = found or sig.id
-            if new_signature:
-                if new_cluster:
-                    conn.execute(self._insert(clusters).values(
-                        id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
-                        taint=sig.taint, findings=json.dumps(list(sig.findings)),
-                        frames=json.dumps(list(sig.frames)), first_seen=seen_at,
-                        last_seen=seen_at, count=0,
-                        title=rec.title.text if rec.title is not None else None,
-                        alt_titles=json.dumps(list(alts)),
-                    ).on_conflict_do_nothing())
-                conn.execute(self._insert(signatures).values(
-                    id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
-                    last_seen=seen_at, count=0,
-                ).on_conflict_do_nothing())
+            cluster_id, new_signature, new_cluster = self._place(conn, sig, seen_at, rec.title)
 
             # The event id decides: a concurrent analyzer that got here first wins. (RETURNING,
             # not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT.)
@@ -208,14 +196,7 @@ class CrashStore:
                 conn.rollback()
                 return RecordOutcome(False, cluster_id, False, False, False, ())
 
-            for table, key in ((signatures, sig.id), (clusters, cluster_id)):
-                conn.execute(sa.update(table).where(table.c.id == key).values(
-                    count=table.c.count + 1,
-                    last_seen=sa.case((table.c.last_seen < seen_at, seen_at),
-                                      else_=table.c.last_seen),
-                    first_seen=sa.case((table.c.first_seen > seen_at, seen_at),
-                                       else_=table.c.first_seen),
-                ))
+            self._count(conn, sig.id, cluster_id, seen_at, +1)
 
             update_aggregates(conn, self._insert, cluster_id=cluster_id, seen_at=seen_at,
                               kernel=rec.kernel_release, host=rec.host, taint=sig.taint,
@@ -253,6 +234,46 @@ class CrashStore:
         with self.engine.connect() as conn:
             return self._choose(conn, sig, titles)
 
+    def _place(self, conn: sa.Connection, sig: Signature, seen_at: datetime,
+               title: Title | None) -> tuple[str, bool, bool]:
+        """(cluster id, new signature, new cluster) for ``sig`` (joined by frames, else by the
+        alternative titles of ``title``), creating its signature and cluster rows (count 0)
+        when new."""
+        alts = title.alternatives if title is not None else ()
+        found, how = self._choose(conn, sig, alts)
+        new_signature = how != "signature"
+        new_cluster = how == "new"
+        cluster_id = found or sig.id
+        if new_signature:
+            if new_cluster:
+                conn.execute(self._insert(clusters).values(
+                    id=cluster_id, signature_text=sig.text, panic_class=sig.panic_class,
+                    taint=sig.taint, findings=json.dumps(list(sig.findings)),
+                    frames=json.dumps(list(sig.frames)), first_seen=seen_at,
+                    last_seen=seen_at, count=0,
+                    title=title.text if title is not None else None,
+                    alt_titles=json.dumps(list(alts)),
+                ).on_conflict_do_nothing())
+            conn.execute(self._insert(signatures).values(
+                id=sig.id, text=sig.text, cluster_id=cluster_id, first_seen=seen_at,
+                last_seen=seen_at, count=0,
+            ).on_conflict_do_nothing())
+        return cluster_id, new_signature, new_cluster
+
+    @staticmethod
+    def _count(conn: sa.Connection, signature_id: str, cluster_id: str, seen_at: datetime,
+               delta: int) -> None:
+        """Add ``delta`` crashes seen at ``seen_at`` to a signature and its cluster (first/last
+        seen widen only when a crash is added)."""
+        for table, key in ((signatures, signature_id), (clusters, cluster_id)):
+            values: dict[str, Any] = {"count": table.c.count + delta}
+            if delta > 0:
+                values["last_seen"] = sa.case((table.c.last_seen < seen_at, seen_at),
+                                              else_=table.c.last_seen)
+                values["first_seen"] = sa.case((table.c.first_seen > seen_at, seen_at),
+                                               else_=table.c.first_seen)
+            conn.execute(sa.update(table).where(table.c.id == key).values(**values))
+
     def record_failure(self, event_id: str, error: str, attempts: int, *,
                        dead_lettered: bool) -> None:
         """Remember an event that could not be analyzed (kept for metrics and inspection)."""
@@ -265,7 +286,7 @@ class CrashStore:
             set_={"error": error[:4000], "attempts": attempts,
                   "dead_lettered": dead_lettered, "last_at": now},
         )
-        with self.engine.begin() as conn:
+        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             conn.execute(stmt)
 
     # -- reading ------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def register_analyzer(sub: argparse._SubParsersAction) -> None:
         "reads, sign, cluster and store it, and publish crash-analyzed events.")
     p.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
                    help="exit after SECONDS without events (batch use and tests)")
+    p.add_argument("--reanalysis", action="store_true",
+                   help="consume re-analysis requests (kafka.topic_reanalyze, crashfleet "
+                   "reanalyze) in their own consumer group instead of new crashes")
     p.set_defaults(func=_analyzer)
 
 
@@ -89,7 +92,8 @@ def _store(app: App, data: Path | None = None) -> CrashStore:
 def _analyzer(args: argparse.Namespace, app: App) -> int:
     from crashfleet.wiring.analyzer import run_analyzer
 
-    return run_analyzer(app.settings(), exit_when_idle=args.exit_when_idle)
+    return run_analyzer(app.settings(), exit_when_idle=args.exit_when_idle,
+                        reanalysis=args.reanalysis)
 
 
 def _clusters(args: argparse.Namespace, app: App) -> int:

@@ -46,6 +46,7 @@ def _up(args: argparse.Namespace, app: App) -> int:
     stack = Stack(args.dir, postgres_dsn=args.postgres_dsn,
                   use_local_postgres=not args.no_local_postgres)
     info = stack.up(timeout=args.timeout)
+    bucket = _create_bucket(app, info.s3_endpoint)
     if args.json:
         print(info.to_json())
         return 0
@@ -56,9 +57,24 @@ def _up(args: argparse.Namespace, app: App) -> int:
     print("environment for crashfleet:")
     print(f"  export CRASHFLEET_KAFKA_BOOTSTRAP_SERVERS={info.kafka_bootstrap}")
     print(f"  export CRASHFLEET_S3_ENDPOINT_URL={info.s3_endpoint}")
+    print(f"  export CRASHFLEET_S3_BUCKET={bucket} CRASHFLEET_S3_ADDRESSING_STYLE=path")
     store_url = info.postgres_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     print(f"  export CRASHFLEET_STORE_URL={store_url}")
     return 0
+
+
+def _create_bucket(app: App, endpoint: str) -> str:
+    """Create the configured bucket (s3.bucket) on the stack's S3 server, so the first
+    upload does not meet a missing bucket; returns its name."""
+    from ingest.s3 import S3ObjectStore
+
+    # The local SeaweedFS accepts any signed request; boto3 still needs something to sign
+    # with when the environment has no credentials.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-local")
+    bucket = app.settings().s3.bucket
+    S3ObjectStore(bucket, endpoint_url=endpoint, addressing_style="path").ensure_bucket()
+    return bucket
 
 
 def _status(args: argparse.Namespace, app: App) -> int:

@@ -14,7 +14,8 @@ from agent.journal import Journal
 from agent.metrics import AgentMetrics
 from agent.service import Agent, AgentConfig
 from crashfleet import __version__
-from foundation.lifecycle import stop_on_signals
+from foundation.errors import ConfigError
+from foundation.lifecycle import finish_within, stop_on_signals
 from foundation.settings import Settings
 from ingest.eventlog import EventProducer
 from ingest.objectstore import ObjectStore
@@ -59,10 +60,25 @@ def build_agent(settings: Settings, *, store: ObjectStore | None = None,
 
     return Agent(
         agent_config(settings), store=store, producer_factory=producer_factory,
-        journal=Journal(Path(settings.agent.state_dir) / "journal.sqlite"),
+        journal=_open_journal(Path(settings.agent.state_dir)),
         identity=host_identity(), metrics=AgentMetrics(registry or CollectorRegistry()),
         facts=read_facts,
     )
+
+
+def _open_journal(state_dir: Path) -> Journal:
+    """The journal, or one line naming the setting and what to do (a full disk or an
+    unwritable directory is met here first)."""
+    import sqlite3
+
+    try:
+        return Journal(state_dir / "journal.sqlite")
+    except (OSError, sqlite3.Error) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"agent.state_dir {str(state_dir)!r}: cannot open the agent's journal ({detail}); "
+            "free space on that file system or make the directory writable by the agent",
+            key="agent.state_dir") from exc
 
 
 def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
@@ -77,5 +93,6 @@ def run_agent(agent: Agent, settings: Settings, *, once: bool) -> int:
         counts = agent.journal.counts()
         log.info("agent.done", shipped_all=ok, **counts)
         return 0 if ok else 1
-    agent.run(stop_on_signals("agent"))
+    stop = stop_on_signals("agent")
+    finish_within(lambda: agent.run(stop), stop, component="agent")
     return 0

@@ -9,17 +9,19 @@ from prometheus_client import CollectorRegistry, start_http_server
 from analyzer.metrics import AnalyzerMetrics, StoreCollector
 from analyzer.service import AnalyzerLoop, LoopConfig
 from analyzer.worker import EventProcessor
-from foundation.lifecycle import stop_on_signals
+from foundation.errors import ConfigError
+from foundation.lifecycle import finish_within, stop_on_signals
 from foundation.settings import Settings
 from ingest.eventlog import EventConsumer, EventProducer
 from ingest.objectstore import ObjectStore
-from store import CrashStore
+from store import CrashStore, StoreUnavailable
 from vmcore.analyze import PackProvider
 
 __all__ = ["build_loop", "run_analyzer"]
 
 log = structlog.get_logger("crashfleet.analyzer")
 MIB = 1024 * 1024
+_CLOSE_S = 2.0  # per Kafka client, on the way out
 
 
 def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventProducer,
@@ -31,13 +33,17 @@ def build_loop(settings: Settings, *, consumer: EventConsumer, producer: EventPr
                                block_cache_bytes=a.block_cache_mib * MIB, symbols=symbols)
     cfg = LoopConfig(analyzed_topic=settings.kafka.topic_crash_analyzed,
                      dead_letter_topic=settings.kafka.topic_dead_letter,
-                     max_attempts=a.max_attempts, retry_backoff_s=a.retry_backoff_s)
+                     retry_backoff_s=a.retry_backoff_s,
+                     retry_backoff_max_s=a.retry_backoff_max_s, in_flight=a.in_flight,
+                     commit_interval_s=a.commit_interval_s)
     return AnalyzerLoop(cfg, consumer=consumer, producer=producer, processor=processor,
                         store=store, metrics=metrics)
 
 
-def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> int:
-    """One worker of the analyzer consumer group, with real Kafka, S3 and the store."""
+def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None,
+                 reanalysis: bool = False) -> int:
+    """One worker of the analyzer consumer group, with real Kafka, S3 and the store; with
+    ``reanalysis``, of the group consuming re-analysis requests."""
     from ingest.kafka import KafkaAdmin, KafkaConsumer, KafkaProducer, kafka_client_options
     from ingest.s3 import S3ObjectStore
 
@@ -45,20 +51,26 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
     opts = kafka_client_options(k)
     admin = KafkaAdmin(**opts)
     admin.ensure_topics({k.topic_crash_reported: 6, k.topic_crash_analyzed: 6,
-                         k.topic_dead_letter: 1})
+                         k.topic_dead_letter: 1, k.topic_reanalyze: 6})
     admin.close()
     from crashfleet.wiring.transport import store_url
 
     store = CrashStore(store_url(settings.store))
-    store.migrate()
+    try:
+        store.migrate()
+    except StoreUnavailable as exc:
+        raise ConfigError(f"{exc} — start the database or fix store.url",
+                          key="store.url") from exc
     registry = CollectorRegistry()
     metrics = AnalyzerMetrics(registry)
     registry.register(StoreCollector(store, settings.analyzer.top_clusters))
     if settings.analyzer.metrics_port:
         start_http_server(settings.analyzer.metrics_port, addr=settings.analyzer.metrics_addr,
                           registry=registry)
-    consumer = KafkaConsumer(**opts, group_id=settings.analyzer.group_id,
-                             topics=[k.topic_crash_reported],
+    group, topic = settings.analyzer.group_id, k.topic_crash_reported
+    if reanalysis:
+        group, topic = group + "-reanalysis", k.topic_reanalyze
+    consumer = KafkaConsumer(**opts, group_id=group, topics=[topic],
                              session_timeout_s=settings.analyzer.session_timeout_s)
     producer = KafkaProducer(**opts)
     from crashfleet.wiring.symbols import open_cache, pack_provider
@@ -67,12 +79,15 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None) -> 
                       objects=S3ObjectStore.from_settings(settings.s3), store=store,
                       metrics=metrics, symbols=pack_provider(open_cache(settings, registry)))
     stop = stop_on_signals("analyzer")
-    log.info("analyzer.start", group=settings.analyzer.group_id, topic=k.topic_crash_reported)
+    log.info("analyzer.start", group=group, topic=topic)
     try:
-        handled = loop.run(stop, idle_exit_s=exit_when_idle)
+        handled = finish_within(lambda: loop.run(stop, idle_exit_s=exit_when_idle), stop,
+                                component="analyzer")
     finally:
-        consumer.close()
-        producer.close()
+        # Bounded even with Kafka unreachable: SIGTERM must end the process within 10 s.
+        # Nothing unfinished was committed; what is still unacknowledged is redone later.
+        consumer.close(timeout_s=_CLOSE_S)
+        producer.close(timeout_s=_CLOSE_S)
         store.dispose()
     log.info("analyzer.done", handled=handled)
     return 0

@@ -43,7 +43,7 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
     objects = LocalObjectStore(data / "objects")
     events = EmbeddedLog(data / "events.sqlite")
     EmbeddedAdmin(events).ensure_topics({k.topic_crash_reported: 2, k.topic_crash_analyzed: 2,
-                                         k.topic_dead_letter: 1})
+                                         k.topic_dead_letter: 1, k.topic_reanalyze: 1})
     store = CrashStore(f"sqlite:///{(data / 'crashfleet.sqlite').resolve()}")
     store.migrate()
 
@@ -80,11 +80,20 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
     loop = build_loop(settings, consumer=consumer, producer=EmbeddedProducer(events),
                       objects=objects, store=store, metrics=metrics,
                       symbols=pack_provider(open_cache(sym_settings, registry)))
+    # Re-analysis requests (crashfleet reanalyze --data) in their own group, taken when the
+    # new crashes are done.
+    re_consumer = EmbeddedConsumer(events, settings.analyzer.group_id + "-reanalysis",
+                                   [k.topic_reanalyze],
+                                   session_timeout_s=settings.analyzer.session_timeout_s)
+    reloop = build_loop(settings, consumer=re_consumer, producer=EmbeddedProducer(events),
+                        objects=objects, store=store, metrics=metrics,
+                        symbols=loop.processor.symbols)
     stop = stop_on_signals("run")
     try:
         if once:
             agent.run_once()
             loop.run(stop, idle_exit_s=1.0)
+            reloop.run(stop, idle_exit_s=0.5)
             sys.stdout.write(cluster_table(store.clusters()))
             return 0
         agent_thread = threading.Thread(target=agent.run, args=(stop,), name="agent",
@@ -96,6 +105,7 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
                 log.error("agent.thread_died")
                 return 1
             loop.run(stop, idle_exit_s=2.0)
+            reloop.run(stop, idle_exit_s=0.2)
             total = store.counts()["crashes"]
             if total != shown:  # print the table whenever new crashes were stored
                 sys.stdout.write(cluster_table(store.clusters()))
@@ -107,4 +117,5 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
         if web is not None:
             web.should_exit = True
         consumer.close()
+        re_consumer.close()
         store.dispose()

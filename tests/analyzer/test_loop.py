@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -42,8 +43,9 @@ def _loop(tmp: Path, objects: object, **cfg: float) -> tuple[AnalyzerLoop, Embed
     proc = EventProcessor(objects=objects, store=store,  # type: ignore[arg-type]
                           report_suffix=".report.json", block_cache_bytes=1 << 20)
     loop = AnalyzerLoop(
-        LoopConfig("analyzed", "dead", max_attempts=int(cfg.get("attempts", 3)),
-                   retry_backoff_s=cfg.get("backoff", 0.01), poll_timeout_s=0.2),
+        LoopConfig("analyzed", "dead", retry_backoff_s=cfg.get("backoff", 0.01),
+                   retry_backoff_max_s=cfg.get("backoff_max", 0.05), in_flight=1,
+                   commit_interval_s=0.0, poll_timeout_s=0.2),
         consumer=EmbeddedConsumer(log, "g", ["reported"], session_timeout_s=2.0),
         producer=EmbeddedProducer(log), processor=proc, store=store,
         metrics=AnalyzerMetrics(CollectorRegistry()))
@@ -76,7 +78,10 @@ def test_undecodable_dump_is_dead_lettered_kept_and_committed(tmp_path: Path) ->
     assert total == 2
 
 
-def test_unreachable_s3_is_retried_then_dead_lettered(tmp_path: Path) -> None:
+def test_unreachable_s3_is_retried_until_stopped_never_dead_lettered(tmp_path: Path) -> None:
+    """S3 down is an outage, not a bad event: the worker keeps the event, backs off and keeps
+    polling (partition paused) until stopped; nothing is dead-lettered or committed, and the
+    object store is reported down once."""
     from ingest.s3 import S3ObjectStore
 
     s = socket.socket()
@@ -85,16 +90,33 @@ def test_unreachable_s3_is_retried_then_dead_lettered(tmp_path: Path) -> None:
     try:
         dead_s3 = S3ObjectStore("crashfleet", endpoint_url=f"http://127.0.0.1:{port}",
                                 connect_timeout_s=0.2, max_attempts=1)
-        loop, log, _store = _loop(tmp_path, dead_s3, attempts=3)
+        loop, log, store = _loop(tmp_path, dead_s3)
         producer = EmbeddedProducer(log)
         producer.send("reported", _event(LocalObjectStore(tmp_path / "o"), b"x" * 100))
         producer.flush()
-        assert loop.run(threading.Event(), idle_exit_s=0.5) == 1
+        stop = threading.Event()
+        retried = loop.metrics.events.labels(outcome="retried")
+        real_wait = loop._wait
+
+        def wait_then_stop(delay_s: float, stop_: threading.Event) -> None:
+            if retried._value.get() >= 5:
+                stop.set()  # SIGTERM during the outage
+            real_wait(delay_s, stop_)
+
+        loop._wait = wait_then_stop  # type: ignore[method-assign]
+        assert loop.run(stop) == 0
     finally:
         s.close()
-    (dead,) = _dead_letters(log)
-    assert dead["attempts"] == b"3" and b"gave up after 3 attempts" in dead["error"]
-    assert loop.metrics.events.labels(outcome="retried")._value.get() == 3
+    assert _dead_letters(log) == []
+    assert store.stats().dead_lettered == 0 and store.stats().failures == 0
+    assert retried._value.get() >= 5
+    assert loop.health.gauge.labels(dependency="object_store")._value.get() == 0
+    assert all(loop.consumer.committed(TopicPartition("reported", p)) is None  # type: ignore[attr-defined]
+               for p in range(4))
+    # The next start resumes at the event.
+    loop.consumer.close()
+    fresh = EmbeddedConsumer(log, "g", ["reported"], session_timeout_s=2.0)
+    assert len(fresh.poll(1.0, max_records=10)) == 1
 
 
 def test_stop_finishes_the_current_event_commits_and_leaves_the_rest(tmp_path: Path) -> None:
@@ -108,10 +130,10 @@ def test_stop_finishes_the_current_event_commits_and_leaves_the_rest(tmp_path: P
     real = loop.processor.process
     seen: list[bytes] = []
 
-    def process_and_stop(raw: bytes) -> Processed:
+    def process_and_stop(raw: bytes, **kw: Any) -> Processed:
         seen.append(raw)
         stop.set()  # SIGTERM arrives while the first dump is being analyzed
-        return real(raw)
+        return real(raw, **kw)
 
     loop.processor.process = process_and_stop  # type: ignore[method-assign]
     assert loop.run(stop) == 1
@@ -153,3 +175,46 @@ def test_decoder_bug_is_dead_lettered_not_a_crash_loop(tmp_path: Path,
     assert store.stats().dead_lettered == 2
     sha = hashlib.sha256(poison).hexdigest()
     assert objects.head(f"dumps/{sha}") is not None  # the dump is kept for a replay
+
+
+def test_events_in_flight_are_taken_in_order_and_committed_once_when_idle(
+        tmp_path: Path, fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    """Four events at once: results are taken in poll order (the dead letters keep their
+    order), and with a long commit interval the finished offsets are committed once, when
+    the worker falls idle."""
+    objects = LocalObjectStore(tmp_path / "objects")
+    log = EmbeddedLog(tmp_path / "events.sqlite")
+    store = CrashStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    store.migrate()
+    proc = EventProcessor(objects=objects, store=store, report_suffix=".report.json",
+                          block_cache_bytes=1 << 22)
+    loop = AnalyzerLoop(
+        LoopConfig("analyzed", "dead", retry_backoff_s=2.0, retry_backoff_max_s=30.0,
+                   poll_timeout_s=0.2, in_flight=4, commit_interval_s=3600.0),
+        consumer=EmbeddedConsumer(log, "g", ["reported"], session_timeout_s=5.0),
+        producer=EmbeddedProducer(log), processor=proc, store=store,
+        metrics=AnalyzerMetrics(CollectorRegistry()))
+    producer = EmbeddedProducer(log)
+    junk = []
+    for i, (_, dump) in enumerate(fixture_dumps[:3]):
+        producer.send("reported", _event(objects, dump.read_bytes()), key=b"k")
+        junk.append(os.urandom(3000) + bytes([i]))
+        producer.send("reported", _event(objects, junk[-1]), key=b"k")
+    producer.flush()
+    commits: list[dict[TopicPartition, int]] = []
+    real_commit = loop.consumer.commit
+
+    def counting_commit(offsets: Any = None) -> None:
+        commits.append(dict(offsets))
+        real_commit(offsets)
+
+    loop.consumer.commit = counting_commit  # type: ignore[method-assign]
+    assert loop.run(threading.Event(), idle_exit_s=0.5) == 6
+    assert store.counts()["crashes"] == 3
+    c = EmbeddedConsumer(log, "inspect", ["dead"], session_timeout_s=2.0)
+    dead = c.poll(1.0, max_records=100)
+    c.close()
+    shas = [hashlib.sha256(j).hexdigest() for j in junk]
+    assert [json.loads(r.value)["dump"]["sha256"] for r in dead] == shas
+    (only,) = commits
+    assert list(only.values()) == [6]

@@ -49,6 +49,13 @@ def test_stack_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         groups = [p["pid"] for p in info["processes"]]
         assert {p["name"] for p in info["processes"]} >= {"kafka", "s3"}
         assert all(_pids_in_group(g) for g in groups)
+        # The configured bucket exists: listing it fails on a missing bucket.
+        from foundation.settings import load_settings
+        from ingest.s3 import S3ObjectStore
+
+        bucket = load_settings(None, env={}).s3.bucket
+        assert list(S3ObjectStore(bucket, endpoint_url=info["s3_endpoint"],
+                                  addressing_style="path").list_objects("")) == []
 
         again = run("stack", "up", "--dir", d)
         assert again.returncode == 1 and "already running" in again.stderr

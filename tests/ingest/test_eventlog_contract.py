@@ -107,3 +107,26 @@ def test_group_members_split_partitions(log_backend: Any, unique: str) -> None:
         if len({r.value for r in got["a"] + got["b"]}) == 40:
             break
     assert len({r.value for r in got["a"] + got["b"]}) == 40
+
+
+def test_paused_partitions_return_nothing_until_resumed(log_backend: Any, unique: str) -> None:
+    """The analyzer waits out an outage with its partitions paused and keeps polling: paused
+    partitions deliver nothing (and skip nothing), resumed ones continue where they were."""
+    topic = f"t-{unique}"
+    log_backend.admin.ensure_topics({topic: 1})
+    _produce(log_backend, topic, 10, keys=1)
+    consumer = log_backend.consumer(f"g-{unique}", [topic])
+    first: list[Record] = []
+    deadline = time.monotonic() + 30
+    while not first and time.monotonic() < deadline:
+        first = consumer.poll(0.5, max_records=1)
+    assert len(first) == 1, "nothing delivered"
+    tp = TopicPartition(topic, 0)
+    consumer.pause(consumer.assignment())
+    consumer.pause([TopicPartition(topic, 99)])  # not assigned: ignored
+    for _ in range(4):
+        assert consumer.poll(0.3, max_records=50) == []
+    consumer.resume({tp, TopicPartition(topic, 99)})
+    rest = _drain(consumer, 10 - len(first))
+    offsets = [r.offset for r in first + rest]
+    assert offsets == list(range(10))

@@ -1,0 +1,154 @@
+"""bench/pipeline/consumer: one analyzer process against the real stack, today's loop beside
+the one-at-a-time loop it replaced, measured in one run.
+
+    python -m bench.pipeline.consumer [--dumps 60] [--in-flight 4] [--write-docs]
+
+Tansu and SeaweedFS are started on loopback (crashfleet.stack); the store is SQLite. The
+committed real dumps are made distinct crashes by appending a counter (8 bytes after the
+end, which the decoder ignores), uploaded once with the offset index the agent would upload
+beside them, and announced on a fresh topic per mode.
+Each mode is an ``AnalyzerLoop`` in this process with its own topic, group and store:
+
+- ``one at a time``: ``in_flight=1``, offsets committed after every event (the loop before
+  issue 17);
+- ``in flight``: ``in_flight=N`` (S3 reads overlap in threads), commits throttled to 1/s.
+
+Throughput is events stored per minute from the first poll to the last store (the idle tail
+that ends the run is not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.docs import write_section
+from crashfleet.stack import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "dumps"
+
+
+def _variants(n: int) -> list[bytes]:
+    base = []
+    for mf in sorted(FIXTURES.glob("*/manifest.json")):
+        p = mf.parent / json.loads(mf.read_text())["dump"]
+        if p.is_file():
+            base.append(p.read_bytes())
+    return [base[i % len(base)] + i.to_bytes(8, "big") for i in range(n)]
+
+
+def _mode(tmp: Path, bootstrap: str, s3_endpoint: str, bucket: str, shas: list[tuple[str, int]],
+          name: str, in_flight: int, commit_interval_s: float) -> float:
+    from prometheus_client import CollectorRegistry
+
+    from analyzer.metrics import AnalyzerMetrics
+    from analyzer.service import AnalyzerLoop, LoopConfig
+    from analyzer.worker import EventProcessor
+    from ingest.events import CrashReported, DumpRef, HostIdentity, crash_event_id
+    from ingest.kafka import KafkaAdmin, KafkaConsumer, KafkaProducer
+    from ingest.s3 import S3ObjectStore
+    from store import CrashStore
+
+    topic = f"bench-{name}-{os.getpid()}"
+    admin = KafkaAdmin(bootstrap)
+    admin.ensure_topics({topic: 4, topic + "-out": 4, topic + "-dead": 1})
+    admin.close()
+    producer = KafkaProducer(bootstrap, linger_ms=20)
+    for i, (sha, size) in enumerate(shas):
+        producer.send(topic, CrashReported(
+            event_id=crash_event_id(sha), schema_version=1,
+            host=HostIdentity(f"host-{i}", f"{i:032x}", "boot"),
+            dump=DumpRef(sha256=sha, size=size, format="flattened", content="full",
+                         key=f"dumps/{sha}", index_key=f"dumps/{sha}.flatindex"),
+            layout="spool", source_path="/spool/x", agent_version="bench",
+            reported_at="2026-11-25T12:00:00Z").to_bytes(), key=f"{i:032x}".encode())
+    producer.flush(60)
+    producer.close()
+    store = CrashStore(f"sqlite:///{tmp / (name + '.sqlite')}")
+    store.migrate()
+    objects = S3ObjectStore(bucket, endpoint_url=s3_endpoint, addressing_style="path")
+    metrics = AnalyzerMetrics(CollectorRegistry())
+    loop = AnalyzerLoop(
+        LoopConfig(topic + "-out", topic + "-dead", retry_backoff_s=2.0,
+                   retry_backoff_max_s=30.0, in_flight=in_flight,
+                   commit_interval_s=commit_interval_s),
+        consumer=KafkaConsumer(bootstrap, f"{topic}-g", [topic], session_timeout_s=6.0),
+        producer=KafkaProducer(bootstrap), processor=EventProcessor(
+            objects=objects, store=store, report_suffix=".report.json",
+            block_cache_bytes=16 << 20),
+        store=store, metrics=metrics)
+    t0 = time.time()
+    handled = loop.run(threading.Event(), idle_exit_s=5.0)
+    last = metrics.last_success._value.get()
+    stored = store.counts()["crashes"]
+    loop.consumer.close()  # type: ignore[attr-defined]
+    loop.producer.close()
+    store.dispose()
+    if handled != len(shas) or stored != len(shas):
+        raise SystemExit(f"{name}: handled {handled}, stored {stored} of {len(shas)}")
+    return len(shas) / (last - t0) * 60
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dumps", type=int, default=60)
+    ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--write-docs", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "crashfleet-bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "crashfleet-bench")
+    from ingest.s3 import S3ObjectStore
+
+    with tempfile.TemporaryDirectory(prefix="cf-bench-consumer-") as t:
+        tmp = Path(t)
+        stack = Stack(tmp / "stack", services=("kafka", "s3"))
+        info = stack.up()
+        try:
+            objects = S3ObjectStore("bench", endpoint_url=info.s3_endpoint,
+                                    addressing_style="path")
+            objects.ensure_bucket()
+            from vmcore.formats.flattened import build_index
+            from vmcore.source import BytesSource
+
+            shas = []
+            for data in _variants(args.dumps):
+                sha = hashlib.sha256(data).hexdigest()
+                objects.put(f"dumps/{sha}", data)
+                # The offset index the agent uploads beside a flattened dump.
+                objects.put(f"dumps/{sha}.flatindex",
+                            build_index(BytesSource(data)).to_bytes())
+                shas.append((sha, len(data)))
+            old = _mode(tmp, info.kafka_bootstrap, info.s3_endpoint, "bench", shas,
+                        "one-at-a-time", 1, 0.0)
+            new = _mode(tmp, info.kafka_bootstrap, info.s3_endpoint, "bench", shas,
+                        "in-flight", args.in_flight, 1.0)
+        finally:
+            stack.down()
+    lines = [
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"loopback Tansu + SeaweedFS, SQLite store, no symbols; {args.dumps} distinct real "
+        "dumps per mode, one process; one run.", "",
+        "| analyzer loop | dumps per minute per process |", "| --- | --- |",
+        f"| one at a time, commit after every event (before) | {old:.0f} |",
+        f"| {args.in_flight} in flight, commits throttled to 1/s | {new:.0f} |",
+        "", f"Speed-up: {new / old:.2f}x (target in issue 17: 3x).",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write_docs:
+        write_section("Analyzer consumer",
+                      f"`python -m bench.pipeline.consumer --write-docs`\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
