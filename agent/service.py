@@ -7,8 +7,6 @@ acknowledged are announced, and announced dumps are never shipped again.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import random
 import threading
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from agent.announce import DumpKeys, crash_event
 from agent.discovery import Candidate, is_open_for_writing, scan, scan_spool
 from agent.errors import DumpRefused
 from agent.facts import DumpFacts, FactsReader
@@ -25,7 +24,7 @@ from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
 from agent.listing import Lister
 from agent.metrics import AgentMetrics
-from agent.retention import select_for_removal
+from agent.retention import remove_dump, select_for_removal
 from agent.safeopen import open_below, root_of
 from agent.streamindex import StreamIndex
 from agent.upload import RateLimiter, Uploader, head_or_none
@@ -33,10 +32,9 @@ from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.logs import LogThrottle
 from foundation.text import name_text
-from foundation.timefmt import iso_utc
 from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
-from ingest.events import SCHEMA_VERSION, CrashReported, DumpRef, HostIdentity, crash_event_id
+from ingest.events import HostIdentity
 from ingest.objectstore import ObjectStore
 from vmcore.formats.flattened import INDEX_SUFFIX
 from vmcore.source import LocalFileSource
@@ -348,24 +346,11 @@ class Agent:
     def _announce(self, row: DumpRow, sha: str, facts: DumpFacts, key: str | None,
                   dmesg_key: str | None, index_key: str | None) -> None:
         """Journal the crash-reported event of a shipped dump (sent by ``publish``)."""
-        identity = self.identity
-        if row.host:  # a spool's per-host directory stands for another machine
-            host = name_text(row.host)
-            machine_id = hashlib.sha256(host.encode()).hexdigest()[:32]
-            identity = HostIdentity(hostname=host, machine_id=machine_id, boot_id="")
-        event = CrashReported(
-            event_id=crash_event_id(sha), schema_version=SCHEMA_VERSION, host=identity,
-            dump=DumpRef(sha256=sha, size=row.size, format=facts.format,  # type: ignore[arg-type]
-                         content=self.cfg.content,  # type: ignore[arg-type]
-                         key=key, dmesg_key=dmesg_key, index_key=index_key,
-                         compression=facts.compression),
-            layout=row.layout,  # type: ignore[arg-type]
-            source_path=name_text(row.path), agent_version=self.cfg.agent_version,
-            reported_at=iso_utc(self.clock()), kernel_release=facts.kernel_release,
-            build_id=facts.build_id, crash_time=facts.crash_time or row.crash_time_hint,
-        )
+        event = crash_event(row, sha, facts, DumpKeys(key, dmesg_key, index_key),
+                            identity=self.identity, content=self.cfg.content,
+                            agent_version=self.cfg.agent_version, now=self.clock())
         self.journal.mark_uploaded(row.id, event.event_id, self.cfg.topic,
-                                   identity.machine_id.encode() or None, event.to_bytes())
+                                   event.host.machine_id.encode() or None, event.to_bytes())
 
     def _dmesg_bytes(self, row: DumpRow, facts: DumpFacts) -> bytes | None:
         if row.dmesg_path:
@@ -438,24 +423,9 @@ class Agent:
         for r in select_for_removal(shipped, self.cfg.retention,
                                     keep_newest=self.cfg.retention_keep_newest,
                                     max_bytes=self.cfg.retention_max_bytes):
-            self._remove(r)
-
-    def _remove(self, row: DumpRow) -> None:
-        try:
-            st = os.stat(row.path, follow_symlinks=False)
-            if (st.st_dev, st.st_ino, st.st_size) == (row.dev, row.ino, row.size):
-                os.unlink(row.path)
-                if row.dmesg_path:
-                    with contextlib.suppress(OSError):
-                        os.unlink(row.dmesg_path)
-                parent = os.path.dirname(row.path)
-                if row.layout != "plain" and parent not in self.cfg.watch_dirs:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(parent)  # only when empty
-        except FileNotFoundError:
-            pass
-        self.journal.mark_removed(row.id)
-        log.info("dump.removed", path=name_text(row.path), policy=self.cfg.retention)
+            remove_dump(r, self.cfg.watch_dirs)
+            self.journal.mark_removed(r.id)
+            log.info("dump.removed", path=name_text(r.path), policy=self.cfg.retention)
 
     # -- loops --------------------------------------------------------------------------------
 

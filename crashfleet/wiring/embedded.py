@@ -19,6 +19,7 @@ from agent.journal import Journal
 from agent.metrics import AgentMetrics
 from agent.service import Agent
 from analyzer.metrics import AnalyzerMetrics, StoreCollector
+from analyzer.service import AnalyzerLoop
 from crashfleet.termviews import cluster_table
 from crashfleet.wiring.agent import agent_config
 from crashfleet.wiring.analyzer import build_loop
@@ -62,14 +63,7 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
                               "127.0.0.1", web_port)
         print(f"web: http://127.0.0.1:{web_port}/", flush=True)
 
-    # With --once the caller says the spool is complete: no waiting for sizes to settle.
-    stable = 0.0 if once else min(settings.agent.stable_for_s, 1.0)
-    cfg = dataclasses.replace(agent_config(settings), watch_dirs=(str(spool),), spool=True,
-                              require_root_owner=False, stable_for_s=stable,
-                              owner_uid=os.geteuid())  # a spool holds the user's own files
-    agent = Agent(cfg, store=objects, producer_factory=lambda: EmbeddedProducer(events),
-                  journal=Journal(data / "agent-journal.sqlite"), identity=host_identity(),
-                  metrics=agent_metrics, facts=read_facts)
+    agent = _spool_agent(settings, spool, data, objects, events, agent_metrics, once)
     consumer = EmbeddedConsumer(events, settings.analyzer.group_id, [k.topic_crash_reported],
                                 session_timeout_s=settings.analyzer.session_timeout_s)
     # Symbols for the deep analysis: packs live under the data directory on one machine.
@@ -96,26 +90,46 @@ def run_embedded(settings: Settings, *, spool: Path, data: Path, once: bool,
             reloop.run(stop, idle_exit_s=0.5)
             sys.stdout.write(cluster_table(store.clusters()))
             return 0
-        agent_thread = threading.Thread(target=agent.run, args=(stop,), name="agent",
-                                        daemon=True)
-        agent_thread.start()
-        shown = -1
-        while not stop.is_set():
-            if not agent_thread.is_alive():  # never a silent dead agent: exit and say so
-                log.error("agent.thread_died")
-                return 1
-            loop.run(stop, idle_exit_s=2.0)
-            reloop.run(stop, idle_exit_s=0.2)
-            total = store.counts()["crashes"]
-            if total != shown:  # print the table whenever new crashes were stored
-                sys.stdout.write(cluster_table(store.clusters()))
-                sys.stdout.flush()
-                shown = total
-        agent_thread.join(timeout=10)
-        return 0
+        return _run_until_stopped(agent, (loop, reloop), store, stop)
     finally:
         if web is not None:
             web.should_exit = True
         consumer.close()
         re_consumer.close()
         store.dispose()
+
+
+def _spool_agent(settings: Settings, spool: Path, data: Path, objects: LocalObjectStore,
+                 events: EmbeddedLog, metrics: AgentMetrics, once: bool) -> Agent:
+    """The agent of an embedded run: the spool's files are the user's own, one directory per
+    host; with ``once`` the spool is complete, so no waiting for sizes to settle."""
+    stable = 0.0 if once else min(settings.agent.stable_for_s, 1.0)
+    cfg = dataclasses.replace(agent_config(settings), watch_dirs=(str(spool),), spool=True,
+                              require_root_owner=False, stable_for_s=stable,
+                              owner_uid=os.geteuid())
+    return Agent(cfg, store=objects, producer_factory=lambda: EmbeddedProducer(events),
+                 journal=Journal(data / "agent-journal.sqlite"), identity=host_identity(),
+                 metrics=metrics, facts=read_facts)
+
+
+def _run_until_stopped(agent: Agent, loops: tuple[AnalyzerLoop, AnalyzerLoop],
+                       store: CrashStore, stop: threading.Event) -> int:
+    """The agent in a thread, the analyzer loops (new crashes, then re-analyses) in this one,
+    the cluster table printed whenever new crashes were stored; 1 if the agent died."""
+    agent_thread = threading.Thread(target=agent.run, args=(stop,), name="agent", daemon=True)
+    agent_thread.start()
+    loop, reloop = loops
+    shown = -1
+    while not stop.is_set():
+        if not agent_thread.is_alive():  # never a silent dead agent: exit and say so
+            log.error("agent.thread_died")
+            return 1
+        loop.run(stop, idle_exit_s=2.0)
+        reloop.run(stop, idle_exit_s=0.2)
+        total = store.counts()["crashes"]
+        if total != shown:
+            sys.stdout.write(cluster_table(store.clusters()))
+            sys.stdout.flush()
+            shown = total
+    agent_thread.join(timeout=10)
+    return 0
