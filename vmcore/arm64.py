@@ -24,13 +24,12 @@ the same 52-bit layouts.
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import NamedTuple
 
 from vmcore.errors import AddressNotMapped, CorruptDump, UnsupportedDump
 from vmcore.notes import NT_PRSTATUS, Note
 from vmcore.vmcoreinfo import VmcoreInfo
+from vmcore.vmem import PAGE_SIZE, PagedMemory, PhysReader
 
 __all__ = ["ARM64_REG_NAMES", "Arm64Layout", "Arm64Memory", "arm64_layout", "is_arm64_info",
            "parse_prstatus_arm64"]
@@ -39,10 +38,7 @@ _MASK64 = 2**64 - 1
 _OA_MASK = 0x0000FFFFFFFFF000  # output address bits [47:12], 4 KiB granule, 48-bit PA
 _VALID = 1
 _TABLE = 2
-_PAGE = 4096
-_TLB_SIZE = 4096
 
-PhysReader = Callable[[int, int], bytes]
 
 
 def is_arm64_info(info: VmcoreInfo) -> bool:
@@ -81,8 +77,8 @@ def _need_number(info: VmcoreInfo, name: str) -> int:
 
 def arm64_layout(info: VmcoreInfo) -> Arm64Layout:
     """The layout from VMCOREINFO; :class:`UnsupportedDump` for layouts not read here."""
-    page = info.page_size or _PAGE
-    if page != _PAGE:
+    page = info.page_size or PAGE_SIZE
+    if page != PAGE_SIZE:
         raise UnsupportedDump(f"arm64 with {page // 1024} KiB pages (only 4 KiB pages are read)")
     va_bits = _need_number(info, "VA_BITS")
     if va_bits == 52:
@@ -106,7 +102,7 @@ def arm64_layout(info: VmcoreInfo) -> Arm64Layout:
                        info.numbers.get("KERNELPACMASK", 0) & _MASK64)
 
 
-class Arm64Memory:
+class Arm64Memory(PagedMemory):
     """Reads arm64 kernel virtual addresses (the same interface as
     :class:`vmcore.x86_64.KernelMemory`). ``read_phys(paddr, length)`` is the dump's reader."""
 
@@ -115,7 +111,7 @@ class Arm64Memory:
         self.info = info
         self.layout = arm64_layout(info)
         self._pgd: int | None = None
-        self._tlb: OrderedDict[int, int] = OrderedDict()
+        super().__init__()
         self.walks = 0
 
     def _top(self) -> int:
@@ -124,10 +120,10 @@ class Arm64Memory:
             self._pgd = (pgd - self.layout.kimage_voffset) & _MASK64
         return self._pgd
 
-    def _is_linear(self, vaddr: int) -> bool:
+    def _is_direct(self, vaddr: int) -> bool:
         return self.layout.page_offset <= vaddr < self.layout.page_end
 
-    def _linear_to_phys(self, vaddr: int) -> int:
+    def _direct_to_phys(self, vaddr: int) -> int:
         return ((vaddr & ~self.layout.page_offset) + self.layout.phys_offset) & _MASK64
 
     def walk(self, vaddr: int) -> int:
@@ -155,35 +151,6 @@ class Arm64Memory:
                 return (base & ~(size - 1)) | (vaddr & (size - 1))
             table = base
         raise AssertionError("unreachable")
-
-    def to_phys(self, vaddr: int) -> int:
-        """Physical address of kernel virtual ``vaddr``."""
-        if self._is_linear(vaddr):
-            return self._linear_to_phys(vaddr)
-        page = vaddr & ~0xFFF
-        p = self._tlb.get(page)
-        if p is None:
-            p = self.walk(page)
-            self._tlb[page] = p
-            if len(self._tlb) > _TLB_SIZE:
-                self._tlb.popitem(last=False)
-        return p | (vaddr & 0xFFF)
-
-    def read(self, vaddr: int, length: int) -> bytes:
-        """``length`` bytes at kernel virtual ``vaddr``."""
-        if self._is_linear(vaddr) and self._is_linear(vaddr + length - 1):
-            return self._read_phys(self._linear_to_phys(vaddr), length)
-        out = []
-        while length > 0:
-            n = min(length, _PAGE - (vaddr & 0xFFF))
-            out.append(self._read_phys(self.to_phys(vaddr), n))
-            vaddr += n
-            length -= n
-        return b"".join(out)
-
-    def u64(self, vaddr: int) -> int:
-        """The little-endian u64 at ``vaddr``."""
-        return int.from_bytes(self.read(vaddr, 8), "little")
 
 
 # arm64 elf_prstatus: the generic 64-bit header (pr_pid at 32), then pr_reg = user_pt_regs

@@ -13,11 +13,10 @@ randomized and not exported, so it is never assumed: a walk finds it. A walk has
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from collections.abc import Callable
 
 from vmcore.errors import AddressNotMapped, CorruptDump
 from vmcore.vmcoreinfo import VmcoreInfo
+from vmcore.vmem import PagedMemory, PhysReader
 
 __all__ = ["START_KERNEL_MAP", "KernelMemory"]
 
@@ -26,13 +25,10 @@ _DEFAULT_IMAGE_SIZE = 1 << 30
 _ENTRY_MASK = 0x000FFFFFFFFFF000
 _PRESENT = 1
 _PSE = 1 << 7
-_PAGE = 4096
-_TLB_SIZE = 4096
-
-PhysReader = Callable[[int, int], bytes]
 
 
-class KernelMemory:
+
+class KernelMemory(PagedMemory):
     """Reads kernel virtual addresses. ``read_phys(paddr, length)`` is the dump's reader;
     ``phys_base`` the kernel's physical load offset (from VMCOREINFO ``NUMBER(phys_base)``,
     which QEMU's kdump headers get wrong, else the kdump sub-header)."""
@@ -50,14 +46,14 @@ class KernelMemory:
         self.levels = 5 if info.numbers.get("pgtable_l5_enabled", 0) == 1 else 4
         self._entry_mask = _ENTRY_MASK & ~self.sme_mask
         self._pgd: int | None = None
-        self._tlb: OrderedDict[int, int] = OrderedDict()
+        super().__init__()
         self.walks = 0
 
     def _top(self) -> int:
         if self._pgd is None:
             for name in ("init_top_pgt", "init_level4_pgt", "swapper_pg_dir"):
                 if name in self.info.symbols:
-                    self._pgd = self._text_to_phys(self.info.symbols[name])
+                    self._pgd = self._direct_to_phys(self.info.symbols[name])
                     break
             else:
                 raise CorruptDump("VMCOREINFO names no top-level page table "
@@ -65,10 +61,10 @@ class KernelMemory:
         assert self._pgd is not None
         return self._pgd
 
-    def _is_text(self, vaddr: int) -> bool:
+    def _is_direct(self, vaddr: int) -> bool:
         return START_KERNEL_MAP <= vaddr < START_KERNEL_MAP + self.image_size
 
-    def _text_to_phys(self, vaddr: int) -> int:
+    def _direct_to_phys(self, vaddr: int) -> int:
         return (vaddr - START_KERNEL_MAP + self.phys_base) & (2**64 - 1)
 
     def _entry(self, table: int, index: int, vaddr: int, level: str) -> int:
@@ -94,32 +90,3 @@ class KernelMemory:
                 return base | (vaddr & 0xFFF)
             table = base
         raise AssertionError("unreachable")
-
-    def to_phys(self, vaddr: int) -> int:
-        """Physical address of kernel virtual ``vaddr``."""
-        if self._is_text(vaddr):
-            return self._text_to_phys(vaddr)
-        page = vaddr & ~0xFFF
-        p = self._tlb.get(page)
-        if p is None:
-            p = self.walk(page)
-            self._tlb[page] = p
-            if len(self._tlb) > _TLB_SIZE:
-                self._tlb.popitem(last=False)
-        return p | (vaddr & 0xFFF)
-
-    def read(self, vaddr: int, length: int) -> bytes:
-        """``length`` bytes at kernel virtual ``vaddr``."""
-        if self._is_text(vaddr) and self._is_text(vaddr + length - 1):
-            return self._read_phys(self._text_to_phys(vaddr), length)
-        out = []
-        while length > 0:
-            n = min(length, _PAGE - (vaddr & 0xFFF))
-            out.append(self._read_phys(self.to_phys(vaddr), n))
-            vaddr += n
-            length -= n
-        return b"".join(out)
-
-    def u64(self, vaddr: int) -> int:
-        """The little-endian u64 at ``vaddr``."""
-        return int.from_bytes(self.read(vaddr, 8), "little")
