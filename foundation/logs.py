@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, cast
 
 import structlog
 
@@ -21,6 +21,21 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written (not when logging was configured): a
+    replaced stderr (a test's capture, a daemon's redirection) never leaves the loggers
+    holding a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog, and stdlib logging of libraries, to write to ``stream`` (stderr).
 
@@ -28,9 +43,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     Library records (kafka-python, botocore, urllib3, uvicorn) go through structlog's
     ``ProcessorFormatter`` with the same renderer, so json mode writes only JSON lines.
     """
-    stream = sys.stderr if stream is None else stream
+    out: TextIO = stream if stream is not None else cast(TextIO, _CurrentStderr())
     if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
+        fmt = "console" if out.isatty() else "json"
     numeric = _LEVELS[level]
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer: structlog.types.Processor
@@ -39,15 +54,15 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         renderer = structlog.processors.JSONRenderer()
         tail.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     stamp, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars,
                            structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,

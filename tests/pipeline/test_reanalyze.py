@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import analyzer.worker
+import signature.inputs
 from crashfleet.cli import main
 from signature import Signature, SignatureInput, compute_signature
 from store import CrashStore
@@ -52,9 +52,9 @@ def test_reanalyze_moves_counts_once_and_keeps_history(
     monkeypatch.setenv("CRASHFLEET_STORE_URL", f"sqlite:///{data / 'crashfleet.sqlite'}")
     run = ["run", "--spool", str(spool), "--data", str(data), "--once", "--metrics-port", "0"]
 
-    monkeypatch.setattr(analyzer.worker, "compute_signature", _old_rules)
+    monkeypatch.setattr(signature.inputs, "compute_signature", _old_rules)
     assert main(run) == 0
-    monkeypatch.setattr(analyzer.worker, "compute_signature", compute_signature)
+    monkeypatch.setattr(signature.inputs, "compute_signature", compute_signature)
     store = CrashStore(f"sqlite:///{data / 'crashfleet.sqlite'}")
     (old_cluster,) = [c for c, n in _cluster_counts(store).items() if n == 2]
     capsys.readouterr()
