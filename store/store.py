@@ -7,7 +7,9 @@ transaction, so a redelivered event changes nothing and two analyzers never doub
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +133,11 @@ class CrashStore:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = engine or sa.create_engine(url, pool_pre_ping=True)
+        # Placing a crash reads the clusters and then may create one: two placements at once
+        # (an analyzer with several events in flight) would each miss the other's new cluster.
+        # In one process this lock orders them; across processes, PostgreSQL's advisory lock
+        # on the cluster key does (see _place).
+        self._placing = threading.Lock()
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -169,7 +176,8 @@ class CrashStore:
         sig = rec.signature
         now = rec.analyzed_at
         seen_at = rec.crash_time or now
-        with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
+        with self._placing, unavailable_as_retryable(self.safe_url), \
+                self.engine.begin() as conn:
             if conn.execute(sa.select(crashes.c.event_id)
                             .where(crashes.c.event_id == rec.event_id)).first():
                 cid = conn.execute(sa.select(crashes.c.cluster_id).where(
@@ -240,6 +248,7 @@ class CrashStore:
         alternative titles of ``title``), creating its signature and cluster rows (count 0)
         when new."""
         alts = title.alternatives if title is not None else ()
+        _serialize_placement(conn, sig)
         found, how = self._choose(conn, sig, alts)
         new_signature = how != "signature"
         new_cluster = how == "new"
@@ -410,3 +419,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _serialize_placement(conn: sa.Connection, sig: Signature) -> None:
+    """Make crashes that could share a cluster be placed one after the other, across
+    processes: the lock is held until the transaction ends, so the next placement reads the
+    cluster this one creates. PostgreSQL: an advisory lock on the cluster key. SQLite: the
+    database's write lock, taken now by a write that changes nothing (one writer at a time)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _cluster_key_lock(sig)})
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sa.text("UPDATE clusters SET count = count WHERE 0"))
+
+
+def _cluster_key_lock(sig: Signature) -> int:
+    """The advisory-lock key (signed 64-bit) of the clusters a crash could join: those with
+    its panic class, taint and findings."""
+    key = json.dumps([sig.panic_class, sig.taint, list(sig.findings)]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)

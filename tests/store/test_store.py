@@ -190,3 +190,34 @@ def test_concurrent_migrations_on_a_fresh_database(postgres_db: str) -> None:
     s = CrashStore(url)
     assert s.counts()["crashes"] == 0
     s.dispose()
+
+
+def test_similar_crashes_placed_at_once_share_one_cluster(store: CrashStore) -> None:
+    """Crashes that differ in one frame (a joinable signature each) recorded at the same time
+    — an analyzer with several events in flight, or several analyzers — end in one cluster:
+    placements are serialized (a lock in the process, an advisory lock in PostgreSQL), so
+    none misses the cluster another has just created."""
+    sigs = [compute_signature(SignatureInput(
+        "page_fault", Frame("ring_poll", "vendor"),
+        (Frame("ring_init", "vendor"), Frame("do_one_initcall"), Frame("do_init_module"),
+         Frame(f"loader_{i}")), "GOE", (Finding("null-pointer-dereference"),)))
+        for i in range(8)]
+    assert len({s.id for s in sigs}) == 8
+    # A second store object on the same database stands for another analyzer process.
+    other = CrashStore(store.url)
+    start = threading.Barrier(8)
+    outcomes = []
+
+    def place(i: int) -> None:
+        start.wait()
+        outcomes.append((store if i % 2 else other).record(rec(f"e{i}", sigs[i], host=f"h{i}")))
+
+    threads = [threading.Thread(target=place, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.dispose()
+    assert all(o.inserted for o in outcomes)
+    assert len({o.cluster_id for o in outcomes}) == 1
+    assert sum(o.new_cluster for o in outcomes) == 1
