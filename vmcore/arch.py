@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from vmcore.arm64 import Arm64Memory, is_arm64_info
 from vmcore.vmcoreinfo import VmcoreInfo
 from vmcore.x86_64 import KernelMemory
 
@@ -43,8 +42,11 @@ def dump_arch(dump: Dump, info: VmcoreInfo | None) -> str:
         machine = dump.kdump_header.utsname.get("machine")
     if machine in _MACHINES:
         return _MACHINES[machine]
-    if info is not None and is_arm64_info(info):
-        return "arm64"
+    if info is not None:
+        from vmcore.arm64 import is_arm64_info  # only for dumps that do not say
+
+        if is_arm64_info(info):
+            return "arm64"
     return "x86_64"
 
 
@@ -52,6 +54,8 @@ def kernel_memory(dump: Dump, info: VmcoreInfo) -> VirtualMemory:
     """The kernel-memory reader for the dump's architecture (raises
     :class:`~vmcore.errors.UnsupportedDump` for an arm64 layout not read)."""
     if dump_arch(dump, info) == "arm64":
+        from vmcore.arm64 import Arm64Memory  # imported by arm64 dumps only
+
         return Arm64Memory(dump.read_phys, info)
     hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
     return KernelMemory(dump.read_phys, info, hdr_pb)

@@ -15,8 +15,6 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from foundation.text import term_safe
-
 if TYPE_CHECKING:
     from crashfleet.cli import App
     from vmcore.analyze import PackProvider
@@ -115,6 +113,7 @@ def _analyze(args: argparse.Namespace, app: App) -> int:
     except AnalyzerError as exc:
         from crashfleet.cli import EX_TEMPFAIL
         from foundation.errors import is_retryable
+        from foundation.text import term_safe
 
         print(f"crashfleet: error: {term_safe(f'{args.dump}: {exc}')}", file=sys.stderr)
         return EX_TEMPFAIL if is_retryable(exc) else 1
@@ -240,8 +239,11 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
                 .replace(b"\x0c", b"\\x0c")
         sys.stdout.buffer.write(dmesg)
         sys.stdout.flush()
-        for note in log.notes:
-            print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
+        if log.notes:
+            from foundation.text import term_safe
+
+            for note in log.notes:
+                print(f"crashfleet: warning: {term_safe(str(note))}", file=sys.stderr)
         return EXIT_PARTIAL if log.partial else 0
     from vmcore.analyze import analyze
 
@@ -252,6 +254,8 @@ def _run(args: argparse.Namespace, src: ByteSource, index_bytes: bytes | None,
     else:
         # Host text (kernel release, comm, symbols, the log's lines) is escaped here, at the
         # output boundary: no control, bidi or stray character reaches the terminal.
+        from foundation.text import term_safe
+
         sys.stdout.write(term_safe(summary(report), keep_newlines=True))
     return EXIT_PARTIAL if report.partial else 0
 
