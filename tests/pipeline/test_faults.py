@@ -162,17 +162,7 @@ def test_outages_and_sigterm_lose_nothing_and_exit_promptly(
 
     # The next start (S3 direct, Kafka back) finishes; the crash stored before the stop is
     # redelivered (not committed) and deduplicated by its event id.
-    env["CRASHFLEET_S3_ENDPOINT_URL"] = services.s3_endpoint
-    log2 = tmp_path / "analyzer-2.log"
-    proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer",
-                             "--exit-when-idle", "20"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=log2.open("w"))
-    try:
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, log2.read_text()[-3000:]
+    _restart_until_idle(tmp_path, env, services)
     assert count("SELECT count(*) FROM crashes") == len(dumps)
     assert count("SELECT count(DISTINCT event_id) FROM crashes") == len(dumps)
     assert count("SELECT sum(count) FROM clusters") == len(dumps)
@@ -207,16 +197,23 @@ def test_sigterm_during_a_read_from_a_frozen_s3_exits_promptly(
     assert proc.returncode == 0, text[-3000:]
     assert exit_s <= 10.0, f"SIGTERM took {exit_s:.1f}s with S3 frozen"
     assert "analyzer.stop_forced" in text
+    _restart_until_idle(tmp_path, env, services)
+    assert count("SELECT count(*) FROM crashes") == len(dumps)
+    assert count("SELECT sum(count) FROM clusters") == len(dumps)
+    engine.dispose()
+
+
+def _restart_until_idle(tmp_path: Path, env: dict[str, str], services: StackInfo) -> None:
+    """Start the analyzer again with S3 reachable directly and let it run until idle; it
+    must exit 0."""
     env["CRASHFLEET_S3_ENDPOINT_URL"] = services.s3_endpoint
+    log2 = tmp_path / "analyzer-2.log"
     proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", "analyzer",
                              "--exit-when-idle", "20"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=(tmp_path / "analyzer-2.log").open("w"))
+                            stderr=log2.open("w"))
     try:
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0
-    assert count("SELECT count(*) FROM crashes") == len(dumps)
-    assert count("SELECT sum(count) FROM clusters") == len(dumps)
-    engine.dispose()
+    assert proc.returncode == 0, log2.read_text()[-3000:]

@@ -17,7 +17,7 @@ from crashfleet.cli import main
 from signature import Signature, SignatureInput, compute_signature
 from store import CrashStore
 from store.history import history
-from store.schema import clusters, crashes
+from store.schema import cluster_days, clusters, crashes
 
 
 def _old_rules(inp: SignatureInput) -> Signature:
@@ -72,6 +72,14 @@ def test_reanalyze_moves_counts_once_and_keeps_history(
         (h,) = history(store, r.event_id)
         assert (h.old_cluster_id, h.new_cluster_id) == (old_cluster, new_cluster)
         assert h.old_signature_id.startswith("0ld")
+    # The web's per-cluster aggregates moved with the crashes: days and hosts.
+    with store.engine.connect() as conn:
+        days = dict(conn.execute(sa.select(cluster_days.c.cluster_id,
+                                           sa.func.sum(cluster_days.c.count))
+                                 .group_by(cluster_days.c.cluster_id)).all())
+        hosts = dict(conn.execute(sa.select(clusters.c.id, clusters.c.hosts)).all())
+    assert days.get(old_cluster, 0) == 0 and days[new_cluster] == 2
+    assert hosts[old_cluster] == 0 and hosts[new_cluster] == 2
 
     # The same request delivered again (the re-analysis group's offsets lost): no change.
     db = sqlite3.connect(data / "events.sqlite")
