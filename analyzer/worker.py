@@ -180,7 +180,7 @@ class EventProcessor:
             crash_time=parse_iso(event.crash_time), analyzed_at=now,
             dump_key=event.dump.key, report_key=report_key, signature=sig, findings=findings,
             partial=report.partial, title=signed.title,
-            explanation=signed.explanation.to_dict(),
+            explanation=signed.explanation.to_dict(), arch=report.kernel.arch,
         ))
         analyzed = CrashAnalyzed(
             event_id=event.event_id, schema_version=1, host=event.host,

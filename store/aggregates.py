@@ -1,6 +1,7 @@
-"""Aggregates kept current at write time: per cluster, crashes by day, kernel, host, taint set
-and module, and the regression check of fixed clusters. Called by :meth:`CrashStore.record`
-inside the crash's own transaction, so a redelivered event (no insert) changes nothing."""
+"""Aggregates kept current at write time: per cluster, crashes by day, kernel, host, taint set,
+module and architecture, and the regression check of fixed clusters. Called by
+:meth:`CrashStore.record` inside the crash's own transaction, so a redelivered event (no
+insert) changes nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.schema import (
+    cluster_arches,
     cluster_days,
     cluster_hosts,
     cluster_kernels,
@@ -68,7 +70,7 @@ def _bump(conn: sa.Connection, insert: Callable[[sa.Table], Any], table: sa.Tabl
 def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
                       cluster_id: str, seen_at: datetime, kernel: str | None, host: str,
                       taint: str, frames: Iterable[str], findings: Iterable[dict[str, Any]],
-                      now: datetime) -> None:
+                      now: datetime, arch: str = "unknown") -> None:
     """Count one stored crash in every aggregate of its cluster."""
     _bump(conn, insert, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()}, None)
     release = (kernel or "unknown")[:128]
@@ -81,6 +83,7 @@ def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
     _bump(conn, insert, cluster_taints, {"cluster_id": cluster_id, "taint": taint[:32]}, seen_at)
     for mod in modules_of(frames, findings):
         _bump(conn, insert, cluster_modules, {"cluster_id": cluster_id, "module": mod}, seen_at)
+    _bump(conn, insert, cluster_arches, {"cluster_id": cluster_id, "arch": arch[:16]}, seen_at)
     row = conn.execute(sa.select(triage.c.state, triage.c.fixed_in, triage.c.regressed_at)
                        .where(triage.c.cluster_id == cluster_id)).first()
     if (row is not None and row.state == "fixed" and row.fixed_in and kernel
@@ -102,7 +105,7 @@ def _drop(conn: sa.Connection, table: sa.Table, key: dict[str, Any]) -> bool:
 
 def remove_from_aggregates(conn: sa.Connection, *, cluster_id: str, seen_at: datetime,
                            kernel: str | None, host: str, taint: str,
-                           modules: Iterable[str]) -> None:
+                           modules: Iterable[str], arch: str = "unknown") -> None:
     """Take one crash out of its old cluster's aggregates (a re-analysis moved it); the fleet's
     per-kernel counts are unchanged (the crash is still there)."""
     _drop(conn, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()})
@@ -115,6 +118,7 @@ def remove_from_aggregates(conn: sa.Connection, *, cluster_id: str, seen_at: dat
     _drop(conn, cluster_taints, {"cluster_id": cluster_id, "taint": taint[:32]})
     for mod in modules:
         _drop(conn, cluster_modules, {"cluster_id": cluster_id, "module": mod})
+    _drop(conn, cluster_arches, {"cluster_id": cluster_id, "arch": arch[:16]})
 
 
 def findings_json(raw: str) -> list[dict[str, Any]]:

@@ -86,7 +86,7 @@ def reclassify(store: CrashStore, rec: CrashRecord, request_id: str) -> Reclassi
     with unavailable_as_retryable(store.safe_url), store.engine.begin() as conn:
         lock = sa.select(crashes.c.signature_id, crashes.c.cluster_id, crashes.c.crash_time,
                          crashes.c.analyzed_at, crashes.c.kernel_release, crashes.c.host,
-                         crashes.c.taint, crashes.c.findings
+                         crashes.c.taint, crashes.c.findings, crashes.c.arch
                          ).where(crashes.c.event_id == rec.event_id)
         if conn.dialect.name == "postgresql":
             lock = lock.with_for_update()
@@ -113,11 +113,11 @@ def reclassify(store: CrashStore, rec: CrashRecord, request_id: str) -> Reclassi
                 remove_from_aggregates(
                     conn, cluster_id=row.cluster_id, seen_at=seen_at,
                     kernel=row.kernel_release, host=row.host, taint=row.taint,
-                    modules=modules_of((), findings_json(row.findings)))
+                    modules=modules_of((), findings_json(row.findings)), arch=row.arch)
                 update_aggregates(conn, store._insert, cluster_id=cluster_id, seen_at=seen_at,
                                   kernel=rec.kernel_release, host=row.host, taint=sig.taint,
                                   frames=sig.frames, findings=rec.findings,
-                                  now=rec.analyzed_at)
+                                  now=rec.analyzed_at, arch=row.arch)
         conn.execute(sa.update(crashes).where(crashes.c.event_id == rec.event_id).values(
             signature_id=sig.id, cluster_id=cluster_id, panic_class=sig.panic_class,
             taint=sig.taint, findings=json.dumps(list(rec.findings)), partial=rec.partial,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["cluster_days", "cluster_hosts", "cluster_kernels", "cluster_modules", "cluster_taints",
-           "clusters", "crash_history", "crashes", "failures", "kernel_counts", "metadata",
-           "signatures", "taint_sets", "triage"]
+__all__ = ["cluster_arches", "cluster_days", "cluster_hosts", "cluster_kernels",
+           "cluster_modules", "cluster_taints", "clusters", "crash_history", "crashes",
+           "failures", "kernel_counts", "metadata", "signatures", "taint_sets", "triage"]
 
 metadata = sa.MetaData()
 
@@ -60,6 +60,8 @@ crashes = sa.Table(
     sa.Column("partial", sa.Boolean, nullable=False),
     sa.Column("title", sa.String(160)),
     sa.Column("explanation", sa.Text),  # JSON: how the signature and title were made
+    # x86_64 or arm64 (0005_arch), from the report; "unknown" when the report could not tell
+    sa.Column("arch", sa.String(16), nullable=False, server_default="x86_64"),
     sa.Index("ix_crashes_cluster", "cluster_id"),
     sa.Index("ix_crashes_analyzed_at", "analyzed_at"),
     sa.Index("ix_crashes_build_id", "build_id"),
@@ -114,6 +116,7 @@ cluster_kernels = _facet("cluster_kernels", "kernel", 128)
 cluster_hosts = _facet("cluster_hosts", "host", 255)
 cluster_taints = _facet("cluster_taints", "taint", 32)
 cluster_modules = _facet("cluster_modules", "module", 128)
+cluster_arches = _facet("cluster_arches", "arch", 16)  # 0005_arch: a facet, not in the key
 
 # Crashes per kernel release across the fleet (the metrics collector's by-kernel counts).
 kernel_counts = sa.Table(

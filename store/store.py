@@ -56,6 +56,7 @@ class CrashRecord:
     partial: bool
     title: Title | None = None
     explanation: dict[str, Any] | None = None  # how the signature was made (JSON-ready)
+    arch: str | None = None  # x86_64 or arm64, from the report (None: it could not tell)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class CrashStore:
                 findings=json.dumps(list(rec.findings)), partial=rec.partial,
                 title=rec.title.text if rec.title is not None else None,
                 explanation=json.dumps(rec.explanation) if rec.explanation is not None
-                else None,
+                else None, arch=crash_arch(rec.arch),
             ).on_conflict_do_nothing().returning(crashes.c.event_id)).first() is not None
             if not inserted:
                 # Another analyzer stored this event concurrently: undo our side rows.
@@ -208,7 +209,8 @@ class CrashStore:
 
             update_aggregates(conn, self._insert, cluster_id=cluster_id, seen_at=seen_at,
                               kernel=rec.kernel_release, host=rec.host, taint=sig.taint,
-                              frames=sig.frames, findings=rec.findings, now=now)
+                              frames=sig.frames, findings=rec.findings, now=now,
+                              arch=crash_arch(rec.arch))
             known = {r[0] for r in conn.execute(sa.select(taint_sets.c.letters))}
             new_set = conn.execute(self._insert(taint_sets).values(
                 letters=sig.taint, first_seen=now, first_event_id=rec.event_id,
@@ -411,6 +413,11 @@ class CrashStore:
         with self.engine.connect() as conn:
             return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                     for t in (crashes, signatures, clusters, taint_sets, failures)}
+
+
+def crash_arch(arch: str | None) -> str:
+    """The stored architecture of a crash: the report's (bounded), "unknown" when absent."""
+    return (arch or "unknown")[:16]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

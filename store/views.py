@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.schema import (
+    cluster_arches,
     cluster_days,
     cluster_hosts,
     cluster_kernels,
@@ -58,6 +59,7 @@ class ClusterQuery:
     module: str | None = None
     finding: str | None = None
     taint: str | None = None  # one taint letter
+    arch: str | None = None  # x86_64, arm64 (or unknown)
     state: str | None = None  # open, fixed, ignored, regressed
     q: str | None = None
     sort: str = "count"
@@ -89,6 +91,7 @@ class ClusterSummary:
     triage: TriageState
     new: bool
     rising: bool
+    arches: tuple[str, ...] = ()  # architectures of its crashes, most crashes first
 
     @property
     def regressed(self) -> bool:
@@ -125,6 +128,7 @@ class CrashEntry:
     report_key: str | None
     partial: bool
     explanation: str | None = None  # JSON: how the signature and title were made
+    arch: str = "unknown"
 
     @property
     def seen_at(self) -> datetime:
@@ -134,11 +138,14 @@ class CrashEntry:
 @dataclass(frozen=True)
 class ClusterDetail:
     summary: ClusterSummary
-    facets: dict[str, tuple[tuple[str, int], ...]]  # kernel/host/taint/module -> top counts
+    facets: dict[str, tuple[tuple[str, int], ...]]  # kernel/host/taint/module/arch -> counts
     facet_totals: dict[str, int]  # distinct values per facet
     crashes: tuple[CrashEntry, ...]
     similar: tuple[tuple[ClusterSummary, float], ...] = field(default_factory=tuple)
     signatures: tuple[tuple[str, str, int], ...] = ()  # (id, text, count)
+    # How the signature of the cluster's newest crash was made (JSON text), and that crash.
+    explanation: str | None = None
+    explanation_event: str | None = None
 
 
 def _title(row: Any) -> str:
@@ -159,7 +166,8 @@ def _filters(query: ClusterQuery) -> list[Any]:
     conds: list[Any] = []
     for value, table, col in ((query.kernel, cluster_kernels, "kernel"),
                               (query.host, cluster_hosts, "host"),
-                              (query.module, cluster_modules, "module")):
+                              (query.module, cluster_modules, "module"),
+                              (query.arch, cluster_arches, "arch")):
         if value:
             conds.append(clusters.c.id.in_(sa.select(table.c.cluster_id)
                                            .where(table.c[col] == value)))
@@ -244,6 +252,12 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
                       cluster_kernels.c.first_seen, cluster_kernels.c.last_seen)
             .where(cluster_kernels.c.cluster_id.in_(ids))):
         kernels.setdefault(cid, []).append((_utc(first), _utc(last), kernel))  # type: ignore[arg-type]
+    arches: dict[str, list[str]] = {}
+    for cid, arch in conn.execute(
+            sa.select(cluster_arches.c.cluster_id, cluster_arches.c.arch)
+            .where(cluster_arches.c.cluster_id.in_(ids))
+            .order_by(cluster_arches.c.count.desc(), cluster_arches.c.arch)):
+        arches.setdefault(cid, []).append(str(arch))
     states = read_triage(conn, ids)
     out = []
     for r in rows:
@@ -267,6 +281,7 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             new=new,
             rising=since is not None and not new and cur >= RISING_MIN
             and cur >= RISING_FACTOR * max(prev, 1),
+            arches=tuple(arches.get(cid, ())),
         ))
     return out
 
@@ -281,7 +296,7 @@ def _crash_entries(rows: Any) -> tuple[CrashEntry, ...]:
         signature=r.text, title=getattr(r, "title", None), panic_class=r.panic_class,
         taint=r.taint, findings=tuple(findings_json(r.findings)), dump_key=r.dump_key,
         report_key=r.report_key, partial=bool(r.partial),
-        explanation=getattr(r, "explanation", None)) for r in rows)
+        explanation=getattr(r, "explanation", None), arch=r.arch) for r in rows)
 
 
 def _crash_select() -> Any:
@@ -307,7 +322,8 @@ def cluster_detail(engine: sa.Engine, cluster_id: str, *, crash_limit: int = 100
         for name, table, col in (("kernel", cluster_kernels, "kernel"),
                                  ("host", cluster_hosts, "host"),
                                  ("taint", cluster_taints, "taint"),
-                                 ("module", cluster_modules, "module")):
+                                 ("module", cluster_modules, "module"),
+                                 ("arch", cluster_arches, "arch")):
             where = table.c.cluster_id == cluster_id
             facets[name] = tuple((str(v), int(n)) for v, n in conn.execute(
                 sa.select(table.c[col], table.c.count).where(where)
@@ -322,7 +338,13 @@ def cluster_detail(engine: sa.Engine, cluster_id: str, *, crash_limit: int = 100
             .where(signatures.c.cluster_id == cluster_id)
             .order_by(signatures.c.count.desc()).limit(20)))
         similar = _similar(conn, row, now)
-    return ClusterDetail(summary, facets, totals, _crash_entries(crash_rows), similar, sigs)
+        newest = conn.execute(sa.select(crashes.c.event_id, crashes.c.explanation)
+                              .where(crashes.c.cluster_id == cluster_id)
+                              .order_by(crashes.c.analyzed_at.desc(), crashes.c.event_id)
+                              .limit(1)).first()
+    return ClusterDetail(summary, facets, totals, _crash_entries(crash_rows), similar, sigs,
+                         explanation=newest.explanation if newest else None,
+                         explanation_event=newest.event_id if newest else None)
 
 
 def _similar(conn: sa.Connection, row: Any, now: datetime,

@@ -17,6 +17,7 @@ from store.views import (
     crash_entry,
     list_clusters,
 )
+from web.models import ClusterDetailOut, ClusterListOut, CrashWithReportOut, TriageOut
 from web.pages import ClusterId, EventId, ctx_of
 from web.params import cluster_params
 
@@ -38,7 +39,8 @@ def triage_json(t: TriageState) -> dict[str, Any]:
 def cluster_json(c: ClusterSummary) -> dict[str, Any]:
     return {
         "id": c.id, "title": c.title, "signature": c.signature, "panic_class": c.panic_class,
-        "taint": c.taint, "findings": list(c.findings), "count": c.count,
+        "taint": c.taint, "findings": list(c.findings), "arches": list(c.arches),
+        "count": c.count,
         "window_count": c.window_count, "previous_window_count": c.previous_count,
         "hosts": c.hosts, "kernels": c.kernels, "first_kernel": c.first_kernel,
         "last_kernel": c.last_kernel, "first_seen": _t(c.first_seen),
@@ -51,7 +53,7 @@ def cluster_json(c: ClusterSummary) -> dict[str, Any]:
 def crash_json(c: CrashEntry) -> dict[str, Any]:
     return {
         "event_id": c.event_id, "cluster_id": c.cluster_id, "host": c.host,
-        "machine_id": c.machine_id, "kernel": c.kernel, "build_id": c.build_id,
+        "machine_id": c.machine_id, "kernel": c.kernel, "arch": c.arch, "build_id": c.build_id,
         "crash_time": _t(c.crash_time), "analyzed_at": _t(c.analyzed_at),
         "signature_id": c.signature_id, "signature": c.signature, "title": c.title,
         "panic_class": c.panic_class, "taint": c.taint, "findings": list(c.findings),
@@ -71,7 +73,8 @@ def _explanation(raw: str | None) -> Any:
         return raw
 
 
-@router.get("/clusters", summary="Clusters, filtered, sorted and paginated")
+@router.get("/clusters", summary="Clusters, filtered, sorted and paginated",
+            response_model=ClusterListOut)
 def clusters(request: Request,
              query: Annotated[ClusterQuery, Depends(cluster_params)]) -> dict[str, Any]:
     ctx = ctx_of(request)
@@ -81,7 +84,8 @@ def clusters(request: Request,
             "clusters": [cluster_json(c) for c in page.rows]}
 
 
-@router.get("/clusters/{cluster_id}", summary="One cluster with its facets and crashes")
+@router.get("/clusters/{cluster_id}", summary="One cluster with its facets and crashes",
+            response_model=ClusterDetailOut)
 def cluster(request: Request, cluster_id: ClusterId,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
             offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
@@ -96,10 +100,13 @@ def cluster(request: Request, cluster_id: ClusterId,
             "signatures": [{"id": i, "text": t, "count": n} for i, t, n in d.signatures],
             "similar": [{"id": s.id, "title": s.title, "count": s.count, "score": score}
                         for s, score in d.similar],
+            "explanation": _explanation(d.explanation),
+            "explanation_event_id": d.explanation_event if d.explanation else None,
             "crashes": [crash_json(c) for c in d.crashes]}
 
 
-@router.get("/crashes/{event_id}", summary="One crash with its stored report")
+@router.get("/crashes/{event_id}", summary="One crash with its stored report",
+            response_model=CrashWithReportOut)
 def crash(request: Request, event_id: EventId) -> dict[str, Any]:
     ctx = ctx_of(request)
     c = crash_entry(ctx.store.engine, event_id)
@@ -116,7 +123,8 @@ class TriageChange(BaseModel):
     who: str = Field(default="", max_length=255)
 
 
-@router.post("/clusters/{cluster_id}/triage", summary="Set a cluster's triage state")
+@router.post("/clusters/{cluster_id}/triage", summary="Set a cluster's triage state",
+             response_model=TriageOut)
 def set_triage(request: Request, cluster_id: ClusterId,
                change: Annotated[TriageChange, Body()]) -> dict[str, Any]:
     ctx = ctx_of(request)

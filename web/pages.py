@@ -40,7 +40,7 @@ def clusters_page(request: Request,
     ctx = ctx_of(request)
     page = list_clusters(ctx.store.engine, query, now=ctx.clock())
     params = {k: getattr(query, k) for k in ("window", "kernel", "host", "module", "finding",
-                                              "taint", "state", "q", "sort")}
+                                              "taint", "arch", "state", "q", "sort")}
     return ctx.render(request, "clusters.html", page=page, params=params,
                       pages=max(1, -(-page.total // query.per_page)))
 

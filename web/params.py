@@ -27,6 +27,8 @@ def cluster_params(
                                          description="finding kind")] = None,
     taint: Annotated[str | None, Query(pattern=r"^[A-Z]?$", description="taint flag letter")]
     = None,
+    arch: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{0,16}$",
+                                      description="architecture: x86_64, arm64")] = None,
     state: Annotated[State | None, Query(description="triage state")] = None,
     q: Annotated[str | None, Query(max_length=200, description="text in title or signature")]
     = None,
@@ -39,4 +41,5 @@ def cluster_params(
 
     return ClusterQuery(window=window, kernel=blank(kernel), host=blank(host),
                         module=blank(module), finding=blank(finding), taint=blank(taint),
+                        arch=blank(arch),
                         state=blank(state), q=blank(q), sort=sort, page=page, per_page=per_page)

@@ -38,12 +38,25 @@ PAYLOAD_ANSI = "\x1b[31mred\x1b[0m\x1b]0;title\x07"
 HOSTILE_HOST = f"evil{PAYLOAD_IMG}/../x?y=1&z#f"
 HOSTILE_MODULE = f"mod{PAYLOAD_SCRIPT}"
 HOSTILE_COMM = f"{PAYLOAD_JS}{PAYLOAD_ANSI}"
+# What signature/explain.py stores, carrying the hostile frame and title text.
+HOSTILE_EXPLANATION = {
+    "source": "log",
+    "frames": [{"frame": f"fn{PAYLOAD_SCRIPT} [{HOSTILE_MODULE}]", "text": f"fn{PAYLOAD_SCRIPT}",
+                "verdict": "kept", "rule": None, "normalizations": []}],
+    "omitted_frames": 0, "normalizations": [],
+    "signature": {"id": "x", "text": f"page_fault: fn{PAYLOAD_SCRIPT}", "frames": [],
+                  "panic_class": "page_fault", "taint": "GOE", "findings": []},
+    "title": {"text": f"{PAYLOAD_IMG} {PAYLOAD_ANSI}", "kind": "fallback", "rule": None,
+              "fact": None, "function": None, "alternatives": []},
+}
 
 
 def crash_record(event: str, sig: Signature, *, host: str = "h1",
                  kernel: str | None = "6.1.0-56-cloud-amd64", at: datetime = NOW,
                  dump_key: str | None = None, report_key: str | None = None,
-                 findings: tuple[dict[str, Any], ...] | None = None) -> CrashRecord:
+                 findings: tuple[dict[str, Any], ...] | None = None,
+                 explanation: dict[str, Any] | None = None,
+                 arch: str | None = "x86_64") -> CrashRecord:
     if findings is None:
         findings = tuple({"kind": f.split("(")[0],
                           "module": f.split("(")[1][:-1] if "(" in f else None}
@@ -52,7 +65,7 @@ def crash_record(event: str, sig: Signature, *, host: str = "h1",
         event_id=event, host=host, machine_id=f"m-{host}"[:64], kernel_release=kernel,
         build_id=None, crash_time=at, analyzed_at=at + timedelta(minutes=1),
         dump_key=dump_key, report_key=report_key or f"dumps/{event}.dmesg.report.json",
-        signature=sig, findings=findings, partial=False)
+        signature=sig, findings=findings, partial=False, explanation=explanation, arch=arch)
 
 
 def report_for(sig: Signature, *, comm: str = "insmod", modules: tuple[str, ...] = ("vendor",),
@@ -142,7 +155,8 @@ def fill(store: CrashStore, objects: LocalObjectStore) -> Filled:
     evil = "evil-1"
     store.record(crash_record(evil, evil_sig, host=HOSTILE_HOST, kernel=f"6.1{PAYLOAD_IMG}",
                               at=NOW - timedelta(minutes=30),
-                              report_key=f"dumps/{evil}.dmesg.report.json"))
+                              report_key=f"dumps/{evil}.dmesg.report.json",
+                              explanation=HOSTILE_EXPLANATION, arch="arm64"))
     report = report_for(evil_sig, comm=HOSTILE_COMM, modules=(HOSTILE_MODULE, PAYLOAD_JS),
                         title=f"{PAYLOAD_SCRIPT} in {PAYLOAD_IMG}")
     objects.put(f"dumps/{evil}.dmesg.report.json", json.dumps(report).encode())

@@ -4,6 +4,7 @@ their access rules, regressions, downloads, and hostile text."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from .conftest import (
     HOSTILE_COMM,
+    HOSTILE_EXPLANATION,
     HOSTILE_HOST,
     HOSTILE_MODULE,
     NOW,
@@ -24,6 +26,7 @@ from .conftest import (
     UAU,
     Filled,
     crash_record,
+    report_for,
 )
 
 SAME = {"origin": "http://testserver"}
@@ -275,3 +278,68 @@ def test_hostile_text_is_escaped_in_html_and_plain_in_json(client: Any,
     assert api["report"]["title"] == f"{PAYLOAD_SCRIPT} in {PAYLOAD_IMG}"
     assert client.get(f"/api/v1/crashes/{filled.hostile_event}").headers[
         "content-type"].startswith("application/json")
+
+
+def test_cluster_page_shows_the_newest_crash_explanation(client: Any, filled: Filled) -> None:
+    page = client.get(f"/clusters/{filled.hostile_cluster}")
+    assert page.status_code == 200
+    html = page.text
+    assert 'id="explanation"' in html and "signature explanation" in html
+    assert f'href="/crashes/{filled.hostile_event}"' in html
+    # The stored explanation's hostile frame and title, escaped, ANSI shown as text.
+    assert "fn&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img src=x" in html or "&quot;&gt;&lt;img src=x" in html
+    assert "<script>window" not in html and "\x1b" not in html
+    api = client.get(f"/api/v1/clusters/{filled.hostile_cluster}").json()
+    assert api["explanation"] == HOSTILE_EXPLANATION
+    assert api["explanation_event_id"] == filled.hostile_event
+    # A cluster whose newest crash was stored without an explanation shows none.
+    assert 'id="explanation"' not in client.get(f"/clusters/{NULL.id}").text
+    assert client.get(f"/api/v1/clusters/{NULL.id}").json()["explanation"] is None
+
+
+def test_openapi_names_the_response_models_and_responses_match_them(
+        client: Any, filled: Filled) -> None:
+    from web.models import ClusterDetailOut, ClusterListOut, CrashWithReportOut
+
+    schema = client.get("/api/v1/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for name in ("ClusterListOut", "ClusterOut", "ClusterDetailOut", "CrashOut",
+                 "CrashWithReportOut", "TriageOut"):
+        assert name in components, name
+    for path, model in (("/api/v1/clusters", "ClusterListOut"),
+                        ("/api/v1/clusters/{cluster_id}", "ClusterDetailOut"),
+                        ("/api/v1/crashes/{event_id}", "CrashWithReportOut")):
+        ok = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"]["$ref"] == f"#/components/schemas/{model}"
+    assert components["CrashOut"]["properties"]["arch"]["type"] == "string"
+    # Real responses validate against the models (extra fields are refused).
+    ClusterListOut.model_validate(client.get("/api/v1/clusters?window=all").json())
+    for cid in (UAU.id, filled.hostile_cluster):
+        ClusterDetailOut.model_validate(client.get(f"/api/v1/clusters/{cid}").json())
+    # A report of version 2 holds 64-bit addresses as hex strings: they come back as
+    # those strings (a JSON number would lose the low bits in most clients).
+    report = report_for(NULL)
+    report["version"] = 2
+    report["findings"][0]["address"] = "0xffffffffc0000008"
+    filled.objects.put("dumps/n1.dmesg.report.json", json.dumps(report).encode())
+    for event in ("n1", filled.hostile_event):
+        CrashWithReportOut.model_validate(client.get(f"/api/v1/crashes/{event}").json())
+    crash = client.get("/api/v1/crashes/n1").json()
+    assert crash["report"]["findings"][0]["address"] == "0xffffffffc0000008"
+
+
+def test_arch_facet_badge_filter_and_histogram(client: Any, filled: Filled) -> None:
+    assert ids(client, "window=all&arch=arm64") == [filled.hostile_cluster]
+    assert filled.hostile_cluster not in ids(client, "window=all&arch=x86_64")
+    assert set(ids(client, "window=all&arch=x86_64")) == {UAU.id, NULL.id, NULL2.id, SYSRQ.id}
+    listing = client.get("/api/v1/clusters?window=all").json()["clusters"]
+    assert {c["id"]: c["arches"] for c in listing}[filled.hostile_cluster] == ["arm64"]
+    home = client.get("/?window=all&arch=arm64")
+    assert home.status_code == 200 and '<span class="badge arch"' in home.text
+    assert '<option value="arm64" selected>' in home.text
+    detail = client.get(f"/api/v1/clusters/{UAU.id}").json()
+    assert detail["facets"]["arch"] == [["x86_64", 6]]
+    assert client.get(f"/api/v1/crashes/{filled.hostile_event}").json()["arch"] == "arm64"
+    assert "by architecture" in client.get(f"/clusters/{UAU.id}").text
+    assert client.get("/api/v1/clusters?arch=%3Cx%3E").status_code == 422
