@@ -1,8 +1,10 @@
 """The analyzer's metrics: process-local instruments plus a scrape-time collector that reads
 the counts from the store, so several analyzer replicas never disagree.
 
-Label cardinality is bounded: clusters and kernels beyond the top K are summed as ``other``;
-panic classes and taint flags are small fixed vocabularies; modules come from findings.
+Label cardinality is bounded: clusters, kernels and use-after-unload modules beyond the top K
+(``analyzer.top_clusters``) are summed as ``other``; panic classes, taint flags and
+architectures are small fixed vocabularies. A scrape reads sums from the database, never one
+row per cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ METRIC_NAMES = (
     "crashfleet_crashes_total",
     "crashfleet_crashes_by_taint_flag_total",
     "crashfleet_crashes_by_kernel_total",
+    "crashfleet_crashes_by_arch_total",
     "crashfleet_cluster_crashes_total",
     "crashfleet_cluster_info",
     "crashfleet_signatures",
@@ -75,9 +78,12 @@ class StoreCollector(Collector):
         info = GaugeMetricFamily("crashfleet_cluster_info",
                                  "Signature text of the top clusters (value 1).",
                                  labels=["cluster", "signature"])
-        for row in self.store.clusters(limit=self.top_k):
-            info.add_metric([row.id, row.signature], 1)
+        for cid, text in st.cluster_signatures.items():
+            info.add_metric([cid, text], 1)
         yield info
+        yield _counter("crashfleet_crashes_by_arch",
+                       "Crashes by CPU architecture (x86_64, arm64, unknown).", "arch",
+                       sorted(st.crashes_by_arch.items()))
         yield _counter("crashfleet_module_unload_crashes",
                        "Crashes with a use-after-module-unload finding, by module.", "module",
                        sorted(st.module_unload_by_module.items()))

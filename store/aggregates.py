@@ -24,6 +24,7 @@ from store.schema import (
     kernel_counts,
     triage,
 )
+from store.windows import count_in_windows
 
 __all__ = ["kernel_key", "modules_of", "remove_from_aggregates", "update_aggregates"]
 
@@ -73,6 +74,7 @@ def update_aggregates(conn: sa.Connection, insert: Callable[[sa.Table], Any], *,
                       now: datetime, arch: str = "unknown") -> None:
     """Count one stored crash in every aggregate of its cluster."""
     _bump(conn, insert, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()}, None)
+    count_in_windows(conn, insert, cluster_id=cluster_id, day=seen_at.date(), delta=1)
     release = (kernel or "unknown")[:128]
     _bump(conn, insert, cluster_kernels, {"cluster_id": cluster_id, "kernel": release}, seen_at)
     if _bump(conn, insert, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]},
@@ -109,6 +111,7 @@ def remove_from_aggregates(conn: sa.Connection, *, cluster_id: str, seen_at: dat
     """Take one crash out of its old cluster's aggregates (a re-analysis moved it); the fleet's
     per-kernel counts are unchanged (the crash is still there)."""
     _drop(conn, cluster_days, {"cluster_id": cluster_id, "day": seen_at.date()})
+    count_in_windows(conn, None, cluster_id=cluster_id, day=seen_at.date(), delta=-1)
     _drop(conn, cluster_kernels, {"cluster_id": cluster_id,
                                   "kernel": (kernel or "unknown")[:128]})
     if _drop(conn, cluster_hosts, {"cluster_id": cluster_id, "host": host[:255]}):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = ["cluster_arches", "cluster_days", "cluster_hosts", "cluster_kernels",
-           "cluster_modules", "cluster_taints", "clusters", "crash_history", "crashes",
-           "failures", "kernel_counts", "metadata", "signatures", "taint_sets", "triage"]
+           "cluster_modules", "cluster_taints", "cluster_windows", "clusters", "crash_history",
+           "crashes", "failures", "kernel_counts", "metadata", "signatures", "taint_sets",
+           "triage", "window_state"]
 
 metadata = sa.MetaData()
 
@@ -117,6 +118,25 @@ cluster_hosts = _facet("cluster_hosts", "host", 255)
 cluster_taints = _facet("cluster_taints", "taint", 32)
 cluster_modules = _facet("cluster_modules", "module", 128)
 cluster_arches = _facet("cluster_arches", "arch", 16)  # 0005_arch: a facet, not in the key
+
+# Crashes per cluster in each time window of the cluster list (0006_windows): ``cur`` in the
+# ``days`` days up to ``window_state.as_of``, ``prev`` in the ``days`` before. Kept by the
+# write path; rebuilt from cluster_days when a reader's day differs from ``as_of``, so the
+# list reads one row per cluster instead of summing its days.
+cluster_windows = sa.Table(
+    "cluster_windows", metadata,
+    sa.Column("days", sa.Integer, primary_key=True),
+    sa.Column("cluster_id", sa.String(32), sa.ForeignKey("clusters.id"), primary_key=True),
+    sa.Column("cur", sa.Integer, nullable=False),
+    sa.Column("prev", sa.Integer, nullable=False),
+    sa.Index("ix_cluster_windows_cur", "days", "cur"),
+)
+
+window_state = sa.Table(
+    "window_state", metadata,
+    sa.Column("days", sa.Integer, primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),  # the UTC day cluster_windows counts up to
+)
 
 # Crashes per kernel release across the fleet (the metrics collector's by-kernel counts).
 kernel_counts = sa.Table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from signature.titles import Title
 from store.aggregates import update_aggregates
 from store.errors import unavailable_as_retryable
 from store.schema import (
+    cluster_arches,
     cluster_kernels,
     clusters,
     crashes,
@@ -114,6 +115,8 @@ class StoreStats:
     failures: int
     dead_lettered: int
     regressed: int = 0
+    crashes_by_arch: dict[str, int] = field(default_factory=dict)
+    cluster_signatures: dict[str, str] = field(default_factory=dict)  # the top clusters'
 
 
 _MIGRATE_LOCK = 0x63726173686D6967  # "crashmig": the advisory lock serializing migrations
@@ -346,29 +349,38 @@ class CrashStore:
 
     def stats(self, top_clusters: int = 10) -> StoreStats:
         """Counts for the metrics collector; the top clusters by count, the rest as other.
-        Read from the clusters table and the per-cluster aggregates: a scrape costs the same
+        Summed by the database over the clusters table and the per-cluster aggregates (a
+        few rows come back, whatever the number of clusters): a scrape costs about the same
         at a thousand crashes as at a million."""
+        c = clusters
         with self.engine.connect() as conn:
-            by_class: dict[str, int] = {}
+            by_class = {str(k): int(n) for k, n in conn.execute(
+                sa.select(c.c.panic_class, sa.func.sum(c.c.count)).group_by(c.c.panic_class))}
             by_flag: dict[str, int] = {}
-            unload: dict[str, int] = {}
-            by_cluster: list[tuple[str, int]] = []
-            for cid, klass, taint, findings, n in conn.execute(sa.select(
-                    clusters.c.id, clusters.c.panic_class, clusters.c.taint,
-                    clusters.c.findings, clusters.c.count)):
-                by_class[klass] = by_class.get(klass, 0) + n
+            for taint, n in conn.execute(sa.select(c.c.taint, sa.func.sum(c.c.count))
+                                         .group_by(c.c.taint)):
                 for ch in taint:  # a cluster's crashes all carry its taint letters
-                    by_flag[ch] = by_flag.get(ch, 0) + n
+                    by_flag[ch] = by_flag.get(ch, 0) + int(n)
+            unload: dict[str, int] = {}
+            for findings, n in conn.execute(
+                    sa.select(c.c.findings, sa.func.sum(c.c.count))
+                    .where(c.c.findings.like("%use-after-module-unload(%"))
+                    .group_by(c.c.findings)):
                 for f in json.loads(findings):
                     if isinstance(f, str) and f.startswith("use-after-module-unload("):
                         mod = f[len("use-after-module-unload("):-1] or "unknown"
-                        unload[mod] = unload.get(mod, 0) + n
-                by_cluster.append((cid, n))
+                        unload[mod] = unload.get(mod, 0) + int(n)
+            by_arch = {str(a): int(n) for a, n in conn.execute(
+                sa.select(cluster_arches.c.arch, sa.func.sum(cluster_arches.c.count))
+                .group_by(cluster_arches.c.arch))}
             by_kernel = {str(k): int(n) for k, n in conn.execute(
                 sa.select(kernel_counts.c.kernel, kernel_counts.c.count))}
-            top = sorted(by_cluster, key=lambda kv: (-kv[1], kv[0]))
-            clusters_top = dict(top[:top_clusters])
-            rest = sum(n for _, n in top[top_clusters:])
+            n_clusters, n_crashes = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(c.c.count), 0))).one()
+            top = conn.execute(sa.select(c.c.id, c.c.count, c.c.signature_text)
+                               .order_by(c.c.count.desc(), c.c.id).limit(top_clusters)).all()
+            clusters_top = {str(cid): int(n) for cid, n, _ in top}
+            rest = int(n_crashes) - sum(clusters_top.values())
             if rest:
                 clusters_top["other"] = rest
             n_fail, n_dead = conn.execute(sa.select(
@@ -376,16 +388,18 @@ class CrashStore:
             return StoreStats(
                 crashes_by_class=by_class, crashes_by_taint_flag=by_flag,
                 crashes_by_kernel=by_kernel, crashes_by_cluster=clusters_top,
-                module_unload_by_module=unload,
+                module_unload_by_module=_top(unload, top_clusters),
                 signatures=conn.execute(sa.select(sa.func.count()).select_from(signatures))
                 .scalar_one(),
-                clusters=len(by_cluster),
+                clusters=int(n_clusters),
                 taint_sets=conn.execute(sa.select(sa.func.count()).select_from(taint_sets))
                 .scalar_one(),
                 failures=int(n_fail), dead_lettered=int(n_dead),
                 regressed=conn.execute(sa.select(sa.func.count()).select_from(triage).where(
                     triage.c.state == "fixed", triage.c.regressed_at.is_not(None)))
                 .scalar_one(),
+                crashes_by_arch=by_arch,
+                cluster_signatures={str(cid): str(text) for cid, _, text in top},
             )
 
     # -- triage -------------------------------------------------------------------------------
@@ -413,6 +427,15 @@ class CrashStore:
         with self.engine.connect() as conn:
             return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                     for t in (crashes, signatures, clusters, taint_sets, failures)}
+
+
+def _top(counts: dict[str, int], k: int) -> dict[str, int]:
+    """The ``k`` largest counts by name, the rest summed as ``other`` (bounded labels)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(ranked[:k])
+    if len(ranked) > k:
+        out["other"] = out.get("other", 0) + sum(n for _, n in ranked[k:])
+    return out
 
 
 def crash_arch(arch: str | None) -> str:

@@ -20,12 +20,14 @@ from store.schema import (
     cluster_kernels,
     cluster_modules,
     cluster_taints,
+    cluster_windows,
     clusters,
     crashes,
     signatures,
     triage,
 )
 from store.triage import TriageState, read_triage
+from store.windows import ensure_windows
 
 __all__ = ["SORTS", "WINDOWS", "ClusterDetail", "ClusterPage", "ClusterQuery", "ClusterSummary",
            "CrashEntry", "cluster_detail", "crash_entry", "host_crashes", "host_daily",
@@ -193,22 +195,20 @@ def list_clusters(engine: sa.Engine, query: ClusterQuery,
                   now: datetime | None = None) -> ClusterPage:
     """One page of the cluster list."""
     now = now or datetime.now(UTC)
-    since, prev_since = _window(query, now)
+    since, _ = _window(query, now)
     if since is None:
         cur: Any = clusters.c.count
         prev: Any = sa.literal(0)
         base = sa.select(clusters, cur.label("cur"), prev.label("prev"))
         source: Any = clusters
     else:
-        w = (sa.select(cluster_days.c.cluster_id,
-                       sa.func.sum(sa.case((cluster_days.c.day >= since, cluster_days.c.count),
-                                           else_=0)).label("cur"),
-                       sa.func.sum(sa.case((cluster_days.c.day < since, cluster_days.c.count),
-                                           else_=0)).label("prev"))
-             .where(cluster_days.c.day >= prev_since).group_by(cluster_days.c.cluster_id)
-             .subquery())
+        # One row per cluster with its window counts (kept at write time; see store.windows).
+        days = WINDOWS[query.window]
+        assert days is not None
+        ensure_windows(engine, days, now.date())
+        w = cluster_windows
         cur, prev = w.c.cur, w.c.prev
-        source = clusters.join(w, w.c.cluster_id == clusters.c.id)
+        source = clusters.join(w, sa.and_(w.c.cluster_id == clusters.c.id, w.c.days == days))
         base = sa.select(clusters, cur.label("cur"), prev.label("prev"))
     source = source.outerjoin(triage, triage.c.cluster_id == clusters.c.id)
     conds = _filters(query)
