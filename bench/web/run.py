@@ -39,6 +39,7 @@ from bench.fmt import ms
 from store import CrashStore
 from store.aggregates import modules_of
 from store.schema import (
+    cluster_arches,
     cluster_days,
     cluster_hosts,
     cluster_kernels,
@@ -52,6 +53,7 @@ from store.schema import (
 )
 
 CLUSTERS, HOSTS, KERNELS, DAYS = 2000, 10_000, 20, 120
+ARM_KERNELS = 4  # of the 20
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BATCH = 20_000
 
@@ -82,17 +84,22 @@ def _crash_rows(n: int, fleet: list[dict[str, Any]],
     for w in weights:
         acc += w
         cum.append(acc)
-    kernels = [f"6.{k // 4}.0-{10 + k}-cloud-amd64" for k in range(KERNELS)]
+    # Every fourth host is an arm64 server running one of the arm64 builds.
+    amd = [f"6.{k // 4}.0-{10 + k}-cloud-amd64" for k in range(KERNELS - ARM_KERNELS)]
+    arm = [f"6.{k // 2}.0-{10 + k}-cloud-arm64" for k in range(ARM_KERNELS)]
     batch: list[dict[str, Any]] = []
     for i in range(n):
         c = fleet[rng.choices(range(CLUSTERS), cum_weights=cum)[0]]
         at = NOW - timedelta(seconds=rng.random() * DAYS * 86400)
-        host = f"host-{rng.randrange(HOSTS):05d}"
+        h = rng.randrange(HOSTS)
+        host = f"host-{h:05d}"
+        arch, kernels = ("arm64", arm) if h % 4 == 3 else ("x86_64", amd)
         finds = [{"kind": f.split("(")[0], "module": f.split("(")[1][:-1] if "(" in f
                   else None} for f in c["findings"]]
         batch.append({
             "event_id": f"crash-{i:012d}", "host": host, "machine_id": f"m-{host}",
-            "kernel_release": kernels[rng.randrange(KERNELS)], "build_id": None,
+            "kernel_release": kernels[rng.randrange(len(kernels))], "build_id": None,
+            "arch": arch,
             "crash_time": at, "analyzed_at": at, "dump_key": f"dumps/{i:012d}",
             "report_key": f"dumps/{i:012d}.report.json", "signature_id": c["id"],
             "cluster_id": c["id"], "panic_class": c["class"], "taint": c["taint"],
@@ -104,54 +111,71 @@ def _crash_rows(n: int, fleet: list[dict[str, Any]],
         yield batch
 
 
-def fill(store: CrashStore, n: int, seed: int = 1) -> str:
-    """Bulk-insert ``n`` crashes and their aggregates; returns the largest cluster's id."""
+def synthetic_fleet(seed: int = 1) -> tuple[list[dict[str, Any]], random.Random]:
+    """The 2,000 cluster definitions and the generator the crashes are drawn from next."""
     rng = random.Random(seed)
-    fleet = _fleet(rng)
+    return _fleet(rng), rng
+
+
+def synthetic_crashes(n: int, seed: int = 1) -> Iterator[list[dict[str, Any]]]:
+    """The ``n`` crashes of the bench, in batches of crashes table rows."""
+    fleet, rng = synthetic_fleet(seed)
+    return _crash_rows(n, fleet, rng)
+
+
+def _aggregate(n: int, seed: int, fleet: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``CrashStore.record`` would have counted for the bench's crashes, in memory."""
     by_id = {c["id"]: c for c in fleet}
     for c in fleet:  # what the write path derives per crash, the same for a cluster's crashes
         c["modules"] = modules_of(c["frames"], [
             {"module": f.split("(")[1][:-1]} for f in c["findings"] if "(" in f])
     agg: dict[str, dict[tuple[str, Any], list[Any]]] = {
-        t: {} for t in ("days", "kernel", "host", "taint", "module")}
+        t: {} for t in ("days", "kernel", "host", "taint", "module", "arch")}
     stats: dict[str, list[Any]] = {}
+    taints: dict[str, tuple[datetime, str]] = {}  # letters -> the first crash showing them
+    for batch in synthetic_crashes(n, seed):
+        for r in batch:
+            cid, at = r["cluster_id"], r["crash_time"]
+            s = stats.setdefault(cid, [0, at, at])
+            s[0] += 1
+            s[1], s[2] = min(s[1], at), max(s[2], at)
+            key_day = (cid, at.date())
+            agg["days"][key_day] = [agg["days"].get(key_day, [0])[0] + 1]
+            taints.setdefault(r["taint"], (r["analyzed_at"], r["event_id"]))
+            for name, values in (("kernel", [r["kernel_release"]]), ("host", [r["host"]]),
+                                 ("taint", [r["taint"]]), ("module", by_id[cid]["modules"]),
+                                 ("arch", [r["arch"]])):
+                for v in values:
+                    cur = agg[name].setdefault((cid, v), [0, at, at])
+                    cur[0] += 1
+                    cur[1], cur[2] = min(cur[1], at), max(cur[2], at)
+    return {"agg": agg, "stats": stats, "taints": taints}
+
+
+def fill(store: CrashStore, n: int, seed: int = 1) -> str:
+    """Bulk-insert ``n`` crashes and their aggregates; returns the largest cluster's id."""
+    fleet, _ = synthetic_fleet(seed)
+    counted = _aggregate(n, seed, fleet)
+    agg, stats = counted["agg"], counted["stats"]
+    used = [c for c in fleet if c["id"] in stats]
+    n_hosts: dict[str, int] = {}
+    for cid, _h in agg["host"]:
+        n_hosts[cid] = n_hosts.get(cid, 0) + 1
     with store.engine.begin() as conn:
-        for batch in _crash_rows(n, fleet, rng):
-            for r in batch:
-                cid, at = r["cluster_id"], r["crash_time"]
-                s = stats.setdefault(cid, [0, at, at])
-                s[0] += 1
-                s[1], s[2] = min(s[1], at), max(s[2], at)
-                key_day = (cid, at.date())
-                agg["days"][key_day] = [agg["days"].get(key_day, [0])[0] + 1]
-                mods = by_id[cid]["modules"]
-                for name, values in (("kernel", [r["kernel_release"]]), ("host", [r["host"]]),
-                                     ("taint", [r["taint"]]), ("module", mods)):
-                    for v in values:
-                        cur = agg[name].setdefault((cid, v), [0, at, at])
-                        cur[0] += 1
-                        cur[1], cur[2] = min(cur[1], at), max(cur[2], at)
-        used = [c for c in fleet if c["id"] in stats]
-        n_hosts: dict[str, int] = {}
-        for cid, _h in agg["host"]:
-            n_hosts[cid] = n_hosts.get(cid, 0) + 1
         conn.execute(clusters.insert(), [{
             "id": c["id"], "signature_text": c["text"], "panic_class": c["class"],
             "taint": c["taint"], "findings": json.dumps(c["findings"]),
             "frames": json.dumps(c["frames"]), "first_seen": stats[c["id"]][1],
-            "last_seen": stats[c["id"]][2], "count": stats[c["id"]][0],
+            "last_seen": stats[c["id"]][2], "count": stats[c["id"]][0], "alt_titles": "[]",
             "hosts": n_hosts.get(c["id"], 0)} for c in used])
         conn.execute(signatures.insert(), [{
             "id": c["id"], "text": c["text"], "cluster_id": c["id"],
             "first_seen": stats[c["id"]][1], "last_seen": stats[c["id"]][2],
             "count": stats[c["id"]][0]} for c in used])
-        conn.execute(taint_sets.insert(), [{"letters": t, "first_seen": NOW,
-                                            "first_event_id": "crash-0"}
-                                           for t in sorted({c["taint"] for c in used})])
-    # Crashes again, from the same seed, now that their clusters exist (foreign keys).
-    rng = random.Random(seed)
-    _fleet(rng)
-    for batch in _crash_rows(n, fleet, rng):
+        conn.execute(taint_sets.insert(), [{"letters": t, "first_seen": at,
+                                            "first_event_id": e}
+                                           for t, (at, e) in counted["taints"].items()])
+    for batch in synthetic_crashes(n, seed):  # now that their clusters exist (foreign keys)
         with store.engine.begin() as conn:
             conn.execute(crashes.insert(), batch)
     kernels: dict[str, int] = {}
@@ -163,18 +187,23 @@ def fill(store: CrashStore, n: int, seed: int = 1) -> str:
         conn.execute(cluster_days.insert(), [{"cluster_id": c, "day": d, "count": v[0]}
                                              for (c, d), v in agg["days"].items()])
         for name, table in (("kernel", cluster_kernels), ("host", cluster_hosts),
-                            ("taint", cluster_taints), ("module", cluster_modules)):
+                            ("taint", cluster_taints), ("module", cluster_modules),
+                            ("arch", cluster_arches)):
             rows = [{"cluster_id": c, name: v, "count": x[0], "first_seen": x[1],
                      "last_seen": x[2]} for (c, v), x in agg[name].items()]
             for i in range(0, len(rows), BATCH):
                 conn.execute(table.insert(), rows[i:i + BATCH])
+    _analyze(store)
+    return max(stats, key=lambda c: stats[c][0])
+
+
+def _analyze(store: CrashStore) -> None:
     if store.engine.dialect.name == "postgresql":
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE"))
     else:
         with store.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
-    return max(stats, key=lambda c: stats[c][0])
 
 
 def _median(fn: Callable[[], Any], rounds: int) -> float:
