@@ -196,10 +196,11 @@ def list_clusters(engine: sa.Engine, query: ClusterQuery,
     """One page of the cluster list."""
     now = now or datetime.now(UTC)
     since, _ = _window(query, now)
+    conds = _filters(query)
+    idcol: Any = clusters.c.id
     if since is None:
         cur: Any = clusters.c.count
         prev: Any = sa.literal(0)
-        base = sa.select(clusters, cur.label("cur"), prev.label("prev"))
         source: Any = clusters
     else:
         # One row per cluster with its window counts (kept at write time; see store.windows).
@@ -208,25 +209,34 @@ def list_clusters(engine: sa.Engine, query: ClusterQuery,
         ensure_windows(engine, days, now.date())
         w = cluster_windows
         cur, prev = w.c.cur, w.c.prev
-        source = clusters.join(w, sa.and_(w.c.cluster_id == clusters.c.id, w.c.days == days))
-        base = sa.select(clusters, cur.label("cur"), prev.label("prev"))
-    source = source.outerjoin(triage, triage.c.cluster_id == clusters.c.id)
-    conds = _filters(query)
-    if since is not None:
+        if not conds and query.sort in ("count", "trend"):
+            # The default list: the window rows alone answer it (one index, narrow rows).
+            source, idcol = w, w.c.cluster_id
+            conds.append(w.c.days == days)
+        else:
+            source = clusters.join(w, sa.and_(w.c.cluster_id == clusters.c.id,
+                                              w.c.days == days))
         conds.append(cur > 0)
+    if query.state:
+        source = source.outerjoin(triage, triage.c.cluster_id == clusters.c.id)
     order = {"count": [cur.desc()], "last_seen": [clusters.c.last_seen.desc()],
              "first_seen": [clusters.c.first_seen.desc()],
              "trend": [(cur - prev).desc(), cur.desc()]}[query.sort]
-    # The total rides along (a window function): one pass over the aggregates, not two.
-    stmt = (base.add_columns(sa.func.count().over().label("total")).select_from(source)
-            .where(*conds).order_by(*order, clusters.c.id)
+    # The page's ids first, with the total riding along (a window function over narrow
+    # rows: one pass over the clusters, not two); then the page's clusters in full.
+    stmt = (sa.select(idcol.label("id"), cur.label("cur"), prev.label("prev"),
+                      sa.func.count().over().label("total")).select_from(source)
+            .where(*conds).order_by(*order, idcol)
             .limit(query.per_page).offset((query.page - 1) * query.per_page))
     with engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
-        total = rows[0]["total"] if rows else 0
-        if not rows and query.page > 1:  # past the end: still say how many there are
+        page = conn.execute(stmt).all()
+        total = page[0].total if page else 0
+        if not page and query.page > 1:  # past the end: still say how many there are
             total = conn.execute(sa.select(sa.func.count()).select_from(source)
                                  .where(*conds)).scalar_one()
+        full = {r["id"]: r for r in conn.execute(
+            sa.select(clusters).where(clusters.c.id.in_([p.id for p in page]))).mappings()}
+        rows = [dict(full[p.id], cur=p.cur, prev=p.prev) for p in page]
         summaries = _summaries(conn, rows, since, now)
     return ClusterPage(tuple(summaries), int(total), query, since)
 
@@ -246,12 +256,7 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
         i = ((day if isinstance(day, date) else date.fromisoformat(str(day))) - spark_since).days
         if 0 <= i < days:
             daily.setdefault(cid, [0] * days)[i] = int(n)
-    kernels: dict[str, list[tuple[datetime, datetime, str]]] = {}
-    for cid, kernel, first, last in conn.execute(
-            sa.select(cluster_kernels.c.cluster_id, cluster_kernels.c.kernel,
-                      cluster_kernels.c.first_seen, cluster_kernels.c.last_seen)
-            .where(cluster_kernels.c.cluster_id.in_(ids))):
-        kernels.setdefault(cid, []).append((_utc(first), _utc(last), kernel))  # type: ignore[arg-type]
+    kernels = _kernel_spans(conn, ids)
     arches: dict[str, list[str]] = {}
     for cid, arch in conn.execute(
             sa.select(cluster_arches.c.cluster_id, cluster_arches.c.arch)
@@ -262,7 +267,7 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
     out = []
     for r in rows:
         cid = r["id"]
-        ks = kernels.get(cid, [])
+        n_kernels, first_kernel, last_kernel = kernels.get(cid, (0, None, None))
         per_day = daily.get(cid) or [0] * days
         cur, prev = int(r["cur"] or 0), int(r["prev"] or 0)
         first_seen = _utc(r["first_seen"])
@@ -273,8 +278,7 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             panic_class=r["panic_class"], taint=r["taint"],
             findings=tuple(json.loads(r["findings"])), count=int(r["count"]),
             window_count=cur, previous_count=prev, hosts=int(r["hosts"]),
-            kernels=len(ks), first_kernel=min(ks)[2] if ks else None,
-            last_kernel=max(ks, key=lambda k: (k[1], k[2]))[2] if ks else None,
+            kernels=n_kernels, first_kernel=first_kernel, last_kernel=last_kernel,
             first_seen=first_seen, last_seen=_utc(r["last_seen"]) or first_seen,
             daily=tuple(zip(dates, per_day, strict=True)),
             triage=states.get(cid) or TriageState(cid, "open", None, "", "", None),
@@ -284,6 +288,24 @@ def _summaries(conn: sa.Connection, rows: Any, since: date | None,
             arches=tuple(arches.get(cid, ())),
         ))
     return out
+
+
+def _kernel_spans(conn: sa.Connection,
+                  ids: list[str]) -> dict[str, tuple[int, str | None, str | None]]:
+    """Per cluster: its number of kernels, the first kernel it crashed on and the last (one
+    row per cluster from the database, however many kernels)."""
+    k = cluster_kernels.alias("k")
+
+    def pick(*order: Any) -> Any:
+        return (sa.select(k.c.kernel).where(k.c.cluster_id == cluster_kernels.c.cluster_id)
+                .order_by(*order).limit(1).scalar_subquery())
+
+    stmt = (sa.select(cluster_kernels.c.cluster_id, sa.func.count(),
+                      pick(k.c.first_seen, k.c.last_seen, k.c.kernel),
+                      pick(k.c.last_seen.desc(), k.c.kernel.desc()))
+            .where(cluster_kernels.c.cluster_id.in_(ids))
+            .group_by(cluster_kernels.c.cluster_id))
+    return {cid: (int(n), first, last) for cid, n, first, last in conn.execute(stmt)}
 
 
 def _crash_entries(rows: Any) -> tuple[CrashEntry, ...]:

@@ -91,6 +91,10 @@ def ensure_windows(engine: sa.Engine, days: int, today: date) -> None:
                                           else_=0)))
             .where(cluster_days.c.day >= since - timedelta(days=days))
             .group_by(cluster_days.c.cluster_id)))
+        if conn.dialect.name == "postgresql":
+            # Fresh statistics for the planner: it otherwise guesses a handful of rows and
+            # joins the clusters one index probe at a time.
+            conn.execute(sa.text("ANALYZE cluster_windows"))
         if as_of is None:
             conn.execute(window_state.insert().values(days=days, as_of=today))
         else:

@@ -28,22 +28,22 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def sparkline(daily: Sequence[tuple[date, int]], width: int = 120, height: int = 22) -> Markup:
-    """Daily counts as an inline SVG of bars (numbers only: safe to emit as markup)."""
+    """Daily counts as an inline SVG: one path of bars in integer units of a stretched view
+    box, one title for the whole line (numbers and dates only: safe to emit as markup). Its
+    cost is one short string per day with crashes."""
     n = max(1, len(daily))
     peak = max((c for _, c in daily), default=0) or 1
-    step = width / n
-    bars = []
-    for i, (day, count) in enumerate(daily):
-        if not count:
-            continue
-        h = max(1.5, (height - 2) * count / peak)
-        bars.append(f'<rect x="{i * step:.1f}" y="{height - h:.1f}" '
-                    f'width="{max(1.0, step - 0.6):.1f}" height="{h:.1f}">'
-                    f"<title>{day.isoformat()}: {int(count)}</title></rect>")
+    total = sum(c for _, c in daily)
+    busiest = max(daily, key=lambda d: d[1])[0].isoformat() if total else ""
+    bars = "".join(f"M{i * 4} 100v-{max(7, 100 * c // peak)}h3V100z"
+                   for i, (_, c) in enumerate(daily) if c)
+    title = (f"{total} crashes in {n} days from {daily[0][0].isoformat()}, most ({peak}) "
+             f"on {busiest}") if total else f"no crashes in {n} days"
     return Markup(f'<svg class="spark" width="{width}" height="{height}" '
-                  f'viewBox="0 0 {width} {height}" role="img" aria-label="daily crashes">'
-                  f'<line x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}"/>'
-                  + "".join(bars) + "</svg>")
+                  f'viewBox="0 0 {n * 4} 104" preserveAspectRatio="none" role="img" '
+                  f'aria-label="daily crashes"><title>{title}</title>'
+                  f'<line x1="0" y1="103" x2="{n * 4}" y2="103" '
+                  f'vector-effect="non-scaling-stroke"/><path d="{bars}"/></svg>')
 
 
 def bar(count: int, peak: int, width: int = 160) -> Markup:
