@@ -122,6 +122,11 @@ def test_click_through_to_a_crash_and_triage(browser: Any, pipeline_site: str) -
     assert "by kernel" in browser.page_source
     kernels = browser.find_element(By.CSS_SELECTOR, "section.hists").text
     assert "5.10.0-32-cloud-amd64" in kernels and "6.1.0-56-cloud-amd64" in kernels
+    assert "by architecture" in kernels and "x86_64" in kernels
+    # The signature explanation the analyzer stored with the newest crash, folded.
+    explanation = browser.find_element(By.CSS_SELECTOR, "#explanation details")
+    explanation.find_element(By.TAG_NAME, "summary").click()
+    assert '"signature": {' in explanation.find_element(By.CSS_SELECTOR, "pre.json").text
     cluster_url = browser.current_url
     browser.find_element(By.CSS_SELECTOR, "a[href^='/crashes/']").click()
     _wait_loaded(browser)
