@@ -174,3 +174,43 @@ def test_migration_backfills_arch_from_the_kernel_release(tmp_path: Path) -> Non
             [(UAU.id, "x86_64", 1), (UAU.id, "arm64", 1), (NULL.id, "arm64", 1)])
     live.dispose()
     old.dispose()
+
+
+def test_window_counts_stay_exact_while_rebuilds_race_writers(store: CrashStore) -> None:
+    """Writers record crashes while a reader rebuilds the 7-day window again and again (each
+    call a different day, so each one rebuilds): at the end the kept counts equal a rebuild,
+    so no crash was counted twice or lost between a rebuild and a writer."""
+    import threading
+
+    ensure_windows(store.engine, 7, NOW.date())
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(40):
+                sig = (UAU, NULL, SYSRQ)[i % 3]
+                store.record(rec(f"w{i}", sig, "x86_64", days_ago=(i % 16) * 0.9,
+                                 host=f"h{i % 5}"))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    flip = 0
+    while not done.is_set():
+        flip ^= 1
+        ensure_windows(store.engine, 7, (NOW + timedelta(days=flip)).date())
+    writer.join()
+    assert errors == []
+    with store.engine.connect() as conn:
+        as_of = conn.execute(sa.select(window_state.c.as_of)).scalar_one()
+    kept = _windows(store)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(window_state))
+    day = as_of if not isinstance(as_of, str) else datetime.fromisoformat(as_of).date()
+    ensure_windows(store.engine, 7, day)
+    assert kept == _windows(store) and sum(c for c, _ in kept.values()) > 0
+    store.dispose()
