@@ -7,6 +7,7 @@ memory-based analysis (with symbols) confirms them against the module list.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from signature import (
@@ -48,19 +49,46 @@ _SIGNATURE_KINDS = frozenset({"use-after-module-unload", "null-pointer-dereferen
 
 _PANIC = frozenset({"panic", "vpanic", "nmi_panic"})
 
+# Panic classes whose panicking task is the detector, not the culprit: a hung-task panic runs
+# in khungtaskd (its stack is watchdog -> kthread); the blocked task's stack is in the log.
+_DETECTOR_PANICS = frozenset({"hung_task"})
+# Lockups and stalls are detected from an interrupt: the culprit is the context it
+# interrupted — the task that would not let go of the CPU — even when the watchdog's timer
+# landed in a softirq run on that task's interrupt exit (6.12 soft lockup: the report's RIP
+# is sched_balance_update_blocked_averages, the spinning task's RIP is further down).
+_INTERRUPTED_CULPRIT = frozenset({"soft_lockup", "hard_lockup", "rcu_stall"})
+_IRQ_ENTRY = re.compile(r"^(asm_sysvec_\w+|asm_common_interrupt|asm_exc_nmi)$")
+
+
+def _interrupted_task(rip: Frame | None, frames: tuple[Frame, ...]
+                      ) -> tuple[Frame | None, tuple[Frame, ...]]:
+    """Of a lockup report: the task context an interrupt entry in the trace interrupted (the
+    reliable frame after the entry, as its printed registers give it) and the frames below
+    it; unchanged when the trace shows none."""
+    for i, f in enumerate(frames[:-1]):
+        if f.reliable and f.function and _IRQ_ENTRY.match(normalize_function(f.function)):
+            below = next((j for j in range(i + 1, len(frames)) if frames[j].reliable), None)
+            if below is not None:
+                return frames[below], frames[below + 1:]
+    return rip, frames
+
 
 def signature_input(report: Report) -> SignatureInput:
     """The signature input of a report: the memory unwind and findings of a symbolized
     report, else (``source`` ``log``) the printed oops and the log-based findings."""
     mem = report.memory
-    if report.symbolized and mem is not None and mem.frames:
+    if (report.symbolized and mem is not None and mem.frames
+            and report.panic.klass not in _DETECTOR_PANICS):
         # From the exception RIP down (the frames above it are the crash path); a walk
-        # without an exception frame (a direct panic) keeps every frame.
+        # without an exception frame (a direct panic) keeps every frame. The first exception
+        # is the crash: one further down is the context it interrupted (a timer callback's
+        # oops in softirq, on top of the idle loop's halt); for a lockup the last one is.
         exc = [i for i, f in enumerate(mem.frames) if f.exception]
         if exc:
-            first = mem.frames[exc[-1]]
+            at = exc[-1] if report.panic.klass in _INTERRUPTED_CULPRIT else exc[0]
+            first = mem.frames[at]
             rip_frame: Frame | None = Frame(first.function, first.module, True)
-            rest = mem.frames[exc[-1] + 1:]
+            rest = mem.frames[at + 1:]
         else:
             # a direct panic: the frames above panic() are its own delay loop or kexec
             calls = [i for i, f in enumerate(mem.frames) if f.function in _PANIC]
@@ -89,6 +117,8 @@ def signature_input(report: Report) -> SignatureInput:
         # bug is one signature on both architectures (the architecture is a facet, never
         # part of the key).
         frames = ()
+    if report.panic.klass in _INTERRUPTED_CULPRIT:
+        rip, frames = _interrupted_task(rip, frames)
     return SignatureInput(panic_class=report.panic.klass, rip=rip, frames=frames,
                           taint_letters=taint, findings=findings, source="log")
 

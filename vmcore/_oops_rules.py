@@ -234,6 +234,9 @@ def _r_die(b: Builder, line: str) -> bool:
             kw["fault_address"] = int(nc["a"], 16)
     elif reason.startswith("invalid opcode") and b.o.klass == "unknown":
         kw["klass"] = "invalid_opcode"
+    elif b.o.klass == "unknown" and reason in ("kernel stack overflow (double-fault)",
+                                               "stack guard page"):
+        kw["klass"] = "stack_overflow"  # 5.10's spelling, then 6.1+'s: one class
     elif b.o.klass == "unknown" and reason != "Oops":
         kw["klass"] = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
     b.set(**kw)
@@ -333,12 +336,16 @@ def _r_rip(b: Builder, line: str) -> bool:
     m = _RIP_OLD.match(line) or _RIP.match(line)
     if not m:
         return False
-    if b.o.rip is None and not b.in_trace:  # RIPs inside a trace are exception/user frames
-        loc = parse_location(m["loc"])
-        if "a" in m.groupdict() and m["a"]:
-            loc = replace(loc, address=int(m["a"], 16))
+    loc = parse_location(m["loc"])
+    if "a" in m.groupdict() and m["a"]:
+        loc = replace(loc, address=int(m["a"], 16))
+    if b.o.rip is None and not b.in_trace:
         b.set(rip=loc, rip_cs=int(m["cs"], 16))
-    return True
+    elif b.in_trace and int(m["cs"], 16) == 0x10 and (loc.function or loc.address):
+        # the registers of a kernel context the trace passes through (an interrupt taken in
+        # a task): its RIP is that context's innermost frame, which the trace lines omit
+        b.frames.append(Frame(loc, True, b.sections[-1] if b.sections else None))
+    return True  # user-mode RIPs inside a trace are the syscall's entry
 
 
 def _r_code(b: Builder, line: str) -> bool:

@@ -93,3 +93,35 @@ def real_cases(**match: str) -> list[object]:
     if not chosen:
         return [pytest.param(None, marks=pytest.mark.skip(reason="no real dump fixtures"))]
     return [pytest.param(c, id=c.name) for c in chosen]
+
+
+# Gaps the dumps of the newer crash kinds (issue 15) found in vmcore/ or in an oracle, left for
+# vmcore's owners: node id (after ``tests/vmcore/``) -> why. Strict: a fix turns the test into
+# an XPASS failure, and its line goes. They only apply where the dump is on the machine.
+KNOWN_GAPS = {
+    **{f"{test}[{case}]": "vmcore/deep does not unwind a task that panicked on the double-fault "
+       "stack ('unwind: no CPU registers on the stack of task')"
+       for case in ("5.10-stack-1--mkd-zlib", "6.1-stack-1--mkd-zlib", "6.12-stack-1--mkd-zlib")
+       for test in ("test_deep_real.py::test_frames_equal_crash_bt",
+                    "test_deep_real.py::test_memory_signature_clusters_like_the_log",
+                    "test_dump_symbols.py::test_frames_equal_the_pack_and_crash_bt")},
+    **{f"test_deep_real.py::test_bug_and_warn_locations_from_memory_equal_the_log[{case}]":
+       "vmcore/deep/modules.py bug_location reads 5.10's bug-table file name 4 bytes late "
+       "('list_debug.c' where the log says 'lib/list_debug.c')"
+       for case in ("5.10-list-1--mkd-zlib", "5.10-refcount-1--mkd-zlib")},
+    **{f"test_deep_real.py::test_bug_and_warn_locations_from_memory_equal_the_log[{case}]":
+       "vmcore/deep/findings.py makes a 'bug' finding (in delay_tsc, the panic's delay loop) "
+       "for 'BUG: scheduling while atomic', which has no trapping instruction"
+       for case in ("6.1-atomic-1--mkd-zlib", "6.12-atomic-1--mkd-zlib")},
+    "test_deep_real.py::test_frames_equal_crash_bt[6.1-atomic-1--mkd-zlib]":
+    "drgn 0.3.0 leaves the module's init-section frame unnamed (0xffffffffc05cc00a), so ours "
+    "(atomic_init [vendor_atomic]) is not a subsequence of drgn's names",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        nodeid = item.nodeid.split("tests/vmcore/", 1)[-1]
+        reason = KNOWN_GAPS.get(nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -59,11 +59,20 @@ _INIT_START = re.compile(r"^_MODULE_INIT(?:_TEXT)?_START_(\w+)$")
 
 def _crash_frames(bt: str) -> list[tuple[str, str | None, bool]]:
     """crash's frames as (name, module, is-exception-RIP); unknown addresses are left out
-    (crash prints them as 'unknown or invalid address' or not at all)."""
+    (crash prints them as 'unknown or invalid address' or not at all). A frame right after
+    an exception RIP at that very address is crash listing the RIP twice (it finds the RIP
+    again in the stack slot below the exception frame's RSP): left out too."""
     out: list[tuple[str, str | None, bool]] = []
+    rip: str | None = None
     for line in bt.splitlines():
-        if m := _BT_FRAME.match(line):
+        if (m := _BT_FRAME.match(line)) and rip is not None and line.rstrip().split(
+                " at ")[-1].split()[0] == rip:
+            rip = None
+        elif m:
+            rip = None
             out.append((m.group(1), m.group(2), False))
+        elif out and out[-1][2] and (r := re.match(r"^\s*RIP: ([0-9a-f]+)", line)):
+            rip = r.group(1)
         elif (m := _BT_EXC.match(line)) and not m.group(1).startswith("unknown"):
             out.append((m.group(1).split("+")[0], None, True))
     return out
@@ -82,6 +91,8 @@ def test_frames_equal_crash_bt(case: Case) -> None:
     bt = case.oracle("crash_bt")
     if bt is None:
         pytest.skip("no crash bt oracle")
+    if "possibly bogus exception frame" in bt:
+        pytest.skip("crash could not decode the exception frame (5.10, IRQ stack)")
     mem = _report(case).memory
     assert mem is not None, _report(case).notes
     crash = _crash_frames(bt)
@@ -185,7 +196,8 @@ def test_memory_signature_clusters_like_the_log(case: Case) -> None:
     with LocalFileSource(case.dump) as src:
         log_only = analyze(src).report
     mem_inp = signature_input(r)
-    assert mem_inp.source == "memory"
+    # a hung-task panic's task is khungtaskd: the blocked task's stack is the log's
+    assert mem_inp.source == ("log" if r.panic.klass == "hung_task" else "memory")
     assert compute_signature(mem_inp).text == compute_signature(signature_input(log_only)).text
 
 
