@@ -27,6 +27,7 @@ PAGE_DESC_SIZE = 24
 # Bitmap rank is computed over chunks of this many bytes (32768 pfns each).
 _RANK_CHUNK = 4096
 _PAGE_CACHE = 256
+_DESC_CHUNK = 170  # page descriptors read at once (4080 bytes)
 _UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
 
 
@@ -156,6 +157,7 @@ class KdumpFile:
         self._rank: list[int] = [0]  # dumpable pages before each rank chunk
         self._chunks: OrderedDict[int, bytes] = OrderedDict()
         self._pages: OrderedDict[int, bytes] = OrderedDict()
+        self._descs: OrderedDict[int, bytes] = OrderedDict()  # chunks of page descriptors
 
     @property
     def compression(self) -> str:
@@ -203,6 +205,23 @@ class KdumpFile:
         below += (chunk[local] & ((1 << (pfn & 7)) - 1)).bit_count()
         return self._rank[ci] + below
 
+    def _descriptor(self, idx: int, at: int, pfn: int) -> bytes:
+        """Page descriptor ``idx`` (at file offset ``at``), read with its neighbours: pages
+        read together (a table in kernel memory) have consecutive descriptors."""
+        ci, k = divmod(idx, _DESC_CHUNK)
+        chunk = self._descs.get(ci)
+        if chunk is None:
+            start = self._desc_off + ci * _DESC_CHUNK * PAGE_DESC_SIZE
+            n = min(_DESC_CHUNK * PAGE_DESC_SIZE, self.src.size - start)
+            chunk = self.src.read(start, n) if n > 0 else b""
+            self._descs[ci] = chunk
+            if len(self._descs) > 64:
+                self._descs.popitem(last=False)
+        d = chunk[k * PAGE_DESC_SIZE:(k + 1) * PAGE_DESC_SIZE]
+        if len(d) == PAGE_DESC_SIZE:
+            return d
+        return read_exact(self.src, at, PAGE_DESC_SIZE, f"page descriptor of pfn {pfn:#x}")
+
     def read_page(self, pfn: int) -> bytes:
         """The ``page_size`` bytes of page frame ``pfn`` or :class:`PageExcluded`."""
         page = self._pages.get(pfn)
@@ -214,7 +233,7 @@ class KdumpFile:
             raise PageExcluded(f"page frame {pfn:#x} is not in the dump",
                                offset=pfn * self.page_size, space="phys")
         at = self._desc_off + idx * PAGE_DESC_SIZE
-        d = read_exact(self.src, at, PAGE_DESC_SIZE, f"page descriptor of pfn {pfn:#x}")
+        d = self._descriptor(idx, at, pfn)
         offset, size, flags, _pflags = struct.unpack("<qIIQ", d)
         if offset == 0 and self.header.incomplete:
             raise PageExcluded(f"page frame {pfn:#x} missing (incomplete dump)",
