@@ -157,7 +157,9 @@ class EventProcessor:
             block = 64 * 1024
             src = ObjectStoreSource(tap.objects(self.objects), event.dump.key,
                                     size=event.dump.size, block_size=block,
-                                    max_blocks=max(4, self.block_cache_bytes // block))
+                                    max_blocks=max(4, self.block_cache_bytes // block),
+                                    max_readahead=32, min_fetch_blocks=4,
+                                    whole_object_max=self.block_cache_bytes)
             # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
             analysis = _decode(event, tap, analyze, src, flat_index=flat_index,
                                symbols=tap.symbols(self.symbols), dump_symbols=True)

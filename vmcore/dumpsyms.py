@@ -14,6 +14,7 @@ becomes a note and an empty table, so the analysis still runs and is flagged par
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ ANALYSIS_STRUCTS: tuple[str, ...] = (
 MAX_BTF_BYTES = 64 << 20
 MAX_ORC_BYTES = 96 << 20
 _BANNER_MAX = 512
+_BTF_CACHE: dict[bytes, dict[str, StructLayout]] = {}
+_BTF_CACHE_SIZE = 8  # kernels; about 100 KB of layouts each
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,24 @@ def _btf(read: Reader, ks: SymbolLookup, slide: int, notes: list[str]
         if span is None:
             notes.append("btf: no __start_BTF in kallsyms (kernel built without BTF)")
             return {}
-        return parse_btf_structs(read(span[0] + slide, span[1]), ANALYSIS_STRUCTS)
+        return _parsed_btf(read(span[0] + slide, span[1]))
     except AnalyzerError as exc:
         notes.append(f"btf: {exc}")
         return {}
+
+
+def _parsed_btf(data: bytes) -> dict[str, StructLayout]:
+    """The layouts in ``data``, parsed once per process for each distinct BTF: an analyzer
+    sees many dumps of one kernel. Keyed by the bytes' digest, so a dump whose BTF differs
+    (a hostile one claiming another's build-id) gets its own parse, never another's."""
+    key = hashlib.blake2b(data, digest_size=20).digest()
+    got = _BTF_CACHE.get(key)
+    if got is None:
+        got = parse_btf_structs(data, ANALYSIS_STRUCTS)
+        _BTF_CACHE[key] = got
+        while len(_BTF_CACHE) > _BTF_CACHE_SIZE:
+            _BTF_CACHE.pop(next(iter(_BTF_CACHE)))
+    return dict(got)
 
 
 def _orc(mem: PageReader, ks: SymbolLookup, slide: int, notes: list[str]

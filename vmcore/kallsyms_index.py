@@ -202,13 +202,28 @@ class IndexedKallsyms:
                     chr(typed[0]))
 
 
-def _where(mem: PageReader, count: int, names: int, token_table: int
-           ) -> tuple[array, int, int] | None:
+def _where(mem: PageReader, count: int, syms: dict[str, int]) -> tuple[array, int, int] | None:
     """(markers, names_end, seqs address) when the tables sit where ``scripts/kallsyms.c``
-    puts them, else None."""
+    puts them, else None. Two orders are known: names, markers, seqs_of_names, token_table
+    (v6.2, Debian's 6.1); and names, markers, token_table, token_index, offsets,
+    relative_base, seqs_of_names (6.12 checked)."""
+    names, token_table = syms["kallsyms_names"], syms["kallsyms_token_table"]
     nm = (count + 255) // 256
     seqs = (token_table - 3 * count) & ~7
-    markers_at = (seqs - 4 * nm) & ~7
+    candidates = [((seqs - 4 * nm) & ~7, seqs)]
+    if "kallsyms_relative_base" in syms:
+        candidates.append(((token_table - 4 * nm) & ~7, syms["kallsyms_relative_base"] + 8))
+    for markers_at, seqs_at in candidates:
+        markers = _markers(mem, count, names, markers_at)
+        if markers is not None:
+            return markers, markers_at - names, seqs_at
+    return None
+
+
+def _markers(mem: PageReader, count: int, names: int, markers_at: int) -> array | None:
+    """The markers at ``markers_at`` if they fit: they start at 0 and grow, and the last
+    block of names, walked from the last one, ends right before them."""
+    nm = (count + 255) // 256
     if not names < markers_at:
         return None
     markers = array("I")
@@ -217,12 +232,15 @@ def _where(mem: PageReader, count: int, names: int, token_table: int
             any(a >= b for a, b in pairwise(markers)) or \
             markers[-1] >= markers_at - names:
         return None
-    ks = IndexedKallsyms(mem, count, [], names, markers_at - names, markers, seqs, 0)
-    _data, starts = ks._block(nm - 1, 256)  # one past the last name: where it ends
+    ks = IndexedKallsyms(mem, count, [], names, markers_at - names, markers, 0, 0)
+    try:
+        _data, starts = ks._block(nm - 1, 256)  # one past the last name: where it ends
+    except BadKallsyms:
+        return None
     # the last name ends where the markers begin, give or take the alignment
     if not markers_at - 8 < names + markers[-1] + starts[-1] <= markers_at:
         return None
-    return markers, markers_at - names, seqs
+    return markers
 
 
 def open_indexed(read_mem: PageReader, syms: dict[str, int], count: int,
@@ -231,7 +249,7 @@ def open_indexed(read_mem: PageReader, syms: dict[str, int], count: int,
     where they should be (before v6.2 without the backport, or a lying table). Raises
     :class:`BadKallsyms` when ``_stext`` decodes to neither layout."""
     try:
-        where = _where(read_mem, count, syms["kallsyms_names"], syms["kallsyms_token_table"])
+        where = _where(read_mem, count, syms)
     except AnalyzerError as exc:
         reraise_retryable(exc)
         return None
