@@ -5,9 +5,10 @@ kernel) up front.
 Beside the tables VMCOREINFO exports, ``scripts/kallsyms.c`` writes ``kallsyms_markers`` (the
 byte offset in ``kallsyms_names`` of every 256th name) and, since v6.2 (commit 60443c88f3a8,
 backported to Debian's 6.1), ``kallsyms_seqs_of_names`` (symbol indices sorted by name, three
-big-endian bytes each). They are not exported, but their place is fixed: the tables follow
-each other in the order names, markers, seqs_of_names, token_table, each aligned to 8 bytes,
-so they end where ``kallsyms_token_table`` begins. That place is checked before it is used
+big-endian bytes each). They are not exported, but their place is fixed: each table is aligned
+to 8 bytes, in the order names, markers, seqs_of_names, token_table (v6.2, Debian's 6.1) or
+names, markers, token_table, token_index, offsets, relative_base, seqs_of_names (6.12
+checked). That place is checked before it is used
 (the markers start at 0 and grow, and the last block of names, walked from the last marker,
 ends right before the markers); when it does not hold, :func:`open_indexed` returns None and
 the caller decodes every name (:mod:`vmcore.kallsyms`).

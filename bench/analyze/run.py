@@ -58,8 +58,32 @@ def _pack_file(release: str, tmp: Path) -> Path | None:
     return path
 
 
+def _command(dump: Path, cache: Path) -> list[str]:
+    """``crashfleet analyze DUMP`` as a user runs it, with ``cache`` as the symbol cache and
+    no symbol source (a warm pack in it, or nothing: the dump's own symbols)."""
+    return ["env", f"CRASHFLEET_SYMBOLS_CACHE_DIR={cache}", "CRASHFLEET_SYMBOLS_SOURCES=",
+            "DEBUGINFOD_URLS=", str(ROOT / ".venv" / "bin" / "crashfleet"), "analyze",
+            str(dump)]
+
+
+def _warm_cache(tmp: Path, pack: Path, build_id: str) -> Path:
+    """A symbol cache directory whose disk tier holds ``pack``."""
+    cache = tmp / f"cache-{build_id}"
+    (cache / "packs").mkdir(parents=True, exist_ok=True)
+    target = cache / "packs" / f"{build_id}.pack"
+    if not target.exists():
+        target.symlink_to(pack)
+    return cache
+
+
 def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bool) -> dict:
     row: dict = {"case": case, "format": man.get("format")}
+    tmp = pack.parent
+    row["cli_s"], row["cli_rss"], _ = _best(
+        _command(dump, _warm_cache(tmp, pack, man["build_id"])), repeat)
+    (tmp / "empty-cache").mkdir(exist_ok=True)
+    row["nosym_cli_s"], row["nosym_cli_rss"], _ = _best(
+        _command(dump, tmp / "empty-cache"), repeat)
     runs = []
     for _ in range(repeat):
         res = subprocess.run([PY, "-m", "bench.analyze.inproc", str(dump), str(pack)],
@@ -106,37 +130,41 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
 
 def nosym_table(rows: list[dict]) -> str:
     head = ("| case | no symbols (in-process) | whole process | no symbols / warm pack "
-            "(in-process) | drgn, no debuginfo |\n|---|---|---|---|---|\n")
+            "(in-process) | no symbols / warm pack incl. pack open | `crashfleet analyze`, "
+            "no symbols | drgn, no debuginfo |\n|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         if not r.get("nosym_frames"):
             lines.append(f"| {r['case']} | log only (no kallsyms "
                          f"export) | {_ms(r.get('nosym_proc_s'))}, {_mb(r.get('nosym_rss'))} "
-                         "| - | - |")
+                         f"| - | - | {_ms(r.get('nosym_cli_s'))} | - |")
             continue
         drgn = "fails (no types without debuginfo)" if r.get("drgn_nosym_failed") else \
             f"{_ms(r.get('drgn_nosym_s'))}, {_mb(r.get('drgn_nosym_rss'))}"
         lines.append(
             f"| {r['case']} | {_ms(r['nosym_s'])} ({r['nosym_frames']} frames) | "
             f"{_ms(r['nosym_proc_s'])}, {_mb(r['nosym_rss'])} | "
-            f"{_ratio(r['nosym_s'], r['analyze_s'])} | {drgn} |")
+            f"{_ratio(r['nosym_s'], r['analyze_s'])} | "
+            f"{_ratio(r['nosym_s'], r['analyze_s'] + r['open_s'])} | "
+            f"{_ms(r.get('nosym_cli_s'))}, {_mb(r.get('nosym_cli_rss'))} | {drgn} |")
     return head + "\n".join(lines) + "\n"
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| case | format | analyze (in-process, warm pack) | whole process | crash "
-            "`bt`+`log`+`mod` | drgn stack + log | crash / process | drgn / process |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| case | format | analyze (in-process, warm pack) | whole process | "
+            "`crashfleet analyze` (warm pack in the cache) | crash `bt`+`log`+`mod` | "
+            "drgn stack + log | crash / command | drgn / command |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         drgn = "failed" if r.get("drgn_failed") else \
             f"{_ms(r.get('drgn_s'))}, {_mb(r.get('drgn_rss'))}"
         lines.append(
             f"| {r['case']} | {r['format']} | {_ms(r['analyze_s'])} ({r['frames']} frames) | "
-            f"{_ms(r['proc_s'])}, {_mb(r['rss'])} | "
+            f"{_ms(r['proc_s'])}, {_mb(r['rss'])} | {_ms(r['cli_s'])}, {_mb(r['cli_rss'])} | "
             f"{_ms(r.get('crash_s'))}, {_mb(r.get('crash_rss'))} | {drgn} | "
-            f"{_ratio(r.get('crash_s'), r['proc_s'])} | "
-            f"{_ratio(None if r.get('drgn_failed') else r.get('drgn_s'), r['proc_s'])} |")
+            f"{_ratio(r.get('crash_s'), r['cli_s'])} | "
+            f"{_ratio(None if r.get('drgn_failed') else r.get('drgn_s'), r['cli_s'])} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -145,15 +173,26 @@ def summary(rows: list[dict]) -> str:
         return median_of(rows, key)
 
     def med_ratio(a: str) -> str:
-        return median_ratio(rows, a, "proc_s", skip=lambda r: bool(r.get(f"{a[:-2]}_failed")))
+        return median_ratio(rows, a, "cli_s", skip=lambda r: bool(r.get(f"{a[:-2]}_failed")))
 
+    deep = [r for r in rows if r.get("nosym_frames")]
+    for r in deep:
+        r["with_open_s"] = r["analyze_s"] + r["open_s"]
     rss = max((r["rss"] for r in rows), default=0)
+    nosym_rss = max((r.get("nosym_rss", 0) for r in rows), default=0)
     return (f"Median times: analysis in-process {_ms(med('analyze_s'))}, pack open "
-            f"{_ms(med('open_s'))}, whole process {_ms(med('proc_s'))}, crash "
-            f"{_ms(med('crash_s'))}, drgn {_ms(med('drgn_s'))}. Median ratios: crash / "
-            f"crashfleet {med_ratio('crash_s')} (target ≥ 10x); drgn / crashfleet "
-            f"{med_ratio('drgn_s')} (target ≥ 1x). Peak RSS of the analysis process "
-            f"{_mb(rss)} (target ≤ 100 MB).\n")
+            f"{_ms(med('open_s'))}, whole process {_ms(med('proc_s'))}, `crashfleet analyze` "
+            f"{_ms(med('cli_s'))}, crash {_ms(med('crash_s'))}, drgn {_ms(med('drgn_s'))}. "
+            f"Median ratios: crash / `crashfleet analyze` {med_ratio('crash_s')} (target ≥ "
+            f"10x); drgn / `crashfleet analyze` {med_ratio('drgn_s')} (target ≥ 2x). Peak "
+            f"RSS of the analysis process {_mb(rss)} (target ≤ 100 MB).\n\n"
+            f"No symbols (the {len(deep)} dumps with a kallsyms export): median analysis "
+            f"in-process {_ms(median_of(deep, 'nosym_s'))}; no symbols / warm pack "
+            f"{median_ratio(deep, 'nosym_s', 'analyze_s')} (target ≤ 2x), no symbols / "
+            f"(warm pack + pack open) {median_ratio(deep, 'nosym_s', 'with_open_s')}; "
+            f"`crashfleet analyze` with no symbols {_ms(median_of(deep, 'nosym_cli_s'))} vs "
+            f"{_ms(median_of(deep, 'cli_s'))} with a warm pack; peak RSS with no symbols "
+            f"{_mb(nosym_rss)} (target ≤ 100 MB).\n")
 
 
 def write_docs(text: str) -> None:
