@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -204,11 +205,14 @@ def main() -> None:
     p.add_argument("--corpus", action="store_true", help="include the generated corpus")
     p.add_argument("--repeat", type=int, default=3, help="runs of crashfleet per case")
     p.add_argument("--heavy", type=int, default=6, help="cases that also run crash and drgn")
+    p.add_argument("--cases", metavar="REGEX", help="only the cases whose name matches")
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (case, dump, man) in enumerate(_cases(args.corpus)):
+        cases = [c for c in _cases(args.corpus)
+                 if args.cases is None or re.search(args.cases, c[0])]
+        for i, (case, dump, man) in enumerate(cases):
             pack = _pack_file(man["kernel_release"], Path(tmp))
             if pack is None:
                 continue
