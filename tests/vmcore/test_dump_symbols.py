@@ -142,7 +142,7 @@ def test_lookups_in_place_equal_the_full_decode(case: Case) -> None:
         assert isinstance(fast, IndexedKallsyms) and isinstance(full, Kallsyms)
         assert (len(fast), fast.layout) == (len(full), full.layout)
         rng = random.Random(case.name)
-        for name in rng.sample(full.names, 300) + ["init_task", "_etext", "no_such_symbol"]:
+        for name in [*rng.sample(full.names, 300), "init_task", "_etext", "no_such_symbol"]:
             assert fast.address_of(name) == full.address_of(name), name
         text = (full.address_of("_stext") or 0, full.address_of("_etext") or 1)
         span = (full.addrs[0], full.addrs[-1] + 0x1000)
