@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,19 @@ def _command(dump: Path, cache: Path) -> list[str]:
             str(dump)]
 
 
+def _cpu(cmd: list[str], repeat: int) -> float:
+    """Best CPU seconds (user + system) of ``cmd`` over ``repeat`` runs: on a machine shared
+    with other work, wall times move with the load, CPU times much less."""
+    best = float("inf")
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, cwd=ROOT)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return best
+
+
 def _warm_cache(tmp: Path, pack: Path, build_id: str) -> Path:
     """A symbol cache directory whose disk tier holds ``pack``."""
     cache = tmp / f"cache-{build_id}"
@@ -80,11 +94,13 @@ def _warm_cache(tmp: Path, pack: Path, build_id: str) -> Path:
 def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bool) -> dict:
     row: dict = {"case": case, "format": man.get("format")}
     tmp = pack.parent
-    row["cli_s"], row["cli_rss"], _ = _best(
-        _command(dump, _warm_cache(tmp, pack, man["build_id"])), repeat)
+    warm = _command(dump, _warm_cache(tmp, pack, man["build_id"]))
+    row["cli_s"], row["cli_rss"], _ = _best(warm, repeat)
+    row["cli_cpu"] = _cpu(warm, repeat)
     (tmp / "empty-cache").mkdir(exist_ok=True)
-    row["nosym_cli_s"], row["nosym_cli_rss"], _ = _best(
-        _command(dump, tmp / "empty-cache"), repeat)
+    cold = _command(dump, tmp / "empty-cache")
+    row["nosym_cli_s"], row["nosym_cli_rss"], _ = _best(cold, repeat)
+    row["nosym_cli_cpu"] = _cpu(cold, repeat)
     runs = []
     for _ in range(repeat):
         res = subprocess.run([PY, "-m", "bench.analyze.inproc", str(dump), str(pack)],
@@ -92,6 +108,8 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
         runs.append(json.loads(res.stdout))
     row["analyze_s"] = min(r["analyze_s"] for r in runs)
     row["open_s"] = min(r["open_s"] for r in runs)
+    row["analyze_cpu"] = min(r["analyze_cpu"] for r in runs)
+    row["open_cpu"] = min(r["open_cpu"] for r in runs)
     row["frames"] = runs[-1]["frames"]
     # peak RSS from GNU time: a child's ru_maxrss includes its spawner's pages
     row["proc_s"], row["rss"], _ = _best(
@@ -105,8 +123,9 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
                 [str(crash), "-s", str(vmlinux), str(dump)], 1, b"bt\nlog\nmod\nquit\n")
         drgn = TOOLS / "drgn"
         if drgn.exists():
-            row["drgn_s"], row["drgn_rss"], rc = _best(
-                [str(drgn), "-q", "-c", str(dump), "-s", str(vmlinux), "-e", _DRGN], 1)
+            cmd = [str(drgn), "-q", "-c", str(dump), "-s", str(vmlinux), "-e", _DRGN]
+            row["drgn_s"], row["drgn_rss"], rc = _best(cmd, 1)
+            row["drgn_cpu"] = _cpu(cmd, 1)
             if rc != 0:
                 row["drgn_failed"] = rc
     return row
@@ -118,6 +137,7 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
     runs = [json.loads(subprocess.run(cmd, capture_output=True, cwd=ROOT, check=True).stdout)
             for _ in range(repeat)]
     row["nosym_s"] = min(r["analyze_s"] for r in runs)
+    row["nosym_cpu"] = min(r["analyze_cpu"] for r in runs)
     row["nosym_frames"] = runs[-1]["frames"]
     row["nosym_source"] = runs[-1]["symbols"]
     row["nosym_proc_s"], row["nosym_rss"], _ = _best(cmd, repeat)
@@ -179,18 +199,24 @@ def summary(rows: list[dict]) -> str:
     deep = [r for r in rows if r.get("nosym_frames")]
     for r in deep:
         r["with_open_s"] = r["analyze_s"] + r["open_s"]
+        r["with_open_cpu"] = r["analyze_cpu"] + r["open_cpu"]
     rss = max((r["rss"] for r in rows), default=0)
     nosym_rss = max((r.get("nosym_rss", 0) for r in rows), default=0)
     return (f"Median times: analysis in-process {_ms(med('analyze_s'))}, pack open "
             f"{_ms(med('open_s'))}, whole process {_ms(med('proc_s'))}, `crashfleet analyze` "
             f"{_ms(med('cli_s'))}, crash {_ms(med('crash_s'))}, drgn {_ms(med('drgn_s'))}. "
             f"Median ratios: crash / `crashfleet analyze` {med_ratio('crash_s')} (target ≥ "
-            f"10x); drgn / `crashfleet analyze` {med_ratio('drgn_s')} (target ≥ 2x). Peak "
+            f"10x); drgn / `crashfleet analyze` {med_ratio('drgn_s')} (target ≥ 2x); in CPU time "
+            f"(user + system, less moved by other work on the machine) drgn / `crashfleet "
+            f"analyze` {median_ratio(rows, 'drgn_cpu', 'cli_cpu')}, no symbols / warm pack "
+            f"{median_ratio(rows, 'nosym_cli_cpu', 'cli_cpu')}. Peak "
             f"RSS of the analysis process {_mb(rss)} (target ≤ 100 MB).\n\n"
             f"No symbols (the {len(deep)} dumps with a kallsyms export): median analysis "
             f"in-process {_ms(median_of(deep, 'nosym_s'))}; no symbols / warm pack "
             f"{median_ratio(deep, 'nosym_s', 'analyze_s')} (target ≤ 2x), no symbols / "
-            f"(warm pack + pack open) {median_ratio(deep, 'nosym_s', 'with_open_s')}; "
+            f"(warm pack + pack open) {median_ratio(deep, 'nosym_s', 'with_open_s')}; in CPU "
+            f"time {median_ratio(deep, 'nosym_cpu', 'analyze_cpu')} and "
+            f"{median_ratio(deep, 'nosym_cpu', 'with_open_cpu')}; "
             f"`crashfleet analyze` with no symbols {_ms(median_of(deep, 'nosym_cli_s'))} vs "
             f"{_ms(median_of(deep, 'cli_s'))} with a warm pack; peak RSS with no symbols "
             f"{_mb(nosym_rss)} (target ≤ 100 MB).\n")
