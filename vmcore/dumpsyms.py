@@ -15,6 +15,7 @@ becomes a note and an empty table, so the analysis still runs and is flagged par
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ MAX_BTF_BYTES = 64 << 20
 MAX_ORC_BYTES = 96 << 20
 _BANNER_MAX = 512
 _BTF_CACHE: dict[bytes, dict[str, StructLayout]] = {}
+_BTF_LOCK = threading.Lock()
 _BTF_CACHE_SIZE = 8  # kernels; about 100 KB of layouts each
 
 
@@ -107,9 +109,10 @@ def _parsed_btf(data: bytes) -> dict[str, StructLayout]:
     got = _BTF_CACHE.get(key)
     if got is None:
         got = parse_btf_structs(data, ANALYSIS_STRUCTS)
-        _BTF_CACHE[key] = got
-        while len(_BTF_CACHE) > _BTF_CACHE_SIZE:
-            _BTF_CACHE.pop(next(iter(_BTF_CACHE)))
+        with _BTF_LOCK:  # the analyzer's in-flight events share it
+            _BTF_CACHE[key] = got
+            while len(_BTF_CACHE) > _BTF_CACHE_SIZE:
+                _BTF_CACHE.pop(next(iter(_BTF_CACHE)))
     return dict(got)
 
 
