@@ -22,6 +22,7 @@ import structlog
 from analyzer.health import OutageTap, dependency_of
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.timefmt import iso_utc, parse_iso
+from ingest.errors import InvalidRange, ObjectNotFound
 from ingest.events import CrashAnalyzed, CrashReported, decode_crash_reported
 from ingest.objectstore import ObjectStore
 from ingest.schema import SchemaError
@@ -35,6 +36,7 @@ from vmcore.errors import AnalyzerError
 __all__ = ["DeadLetter", "EventProcessor", "Processed", "RetryLater"]
 
 log = structlog.get_logger("crashfleet.analyzer")
+_MAX_INDEX = 64 * 1024 * 1024  # bytes of a flattened dump's offset index
 
 
 class RetryLater(Exception):
@@ -150,14 +152,20 @@ class EventProcessor:
         else:
             flat_index = None
             if event.dump.index_key:
-                info = self.objects.head(event.dump.index_key)
-                if info is not None and info.size < 64 * 1024 * 1024:
-                    flat_index = FlatIndex.from_bytes(
-                        self.objects.get_range(event.dump.index_key, 0, info.size))
+                # one GET, no HEAD first: an index is far smaller than the bound, and a
+                # missing one is read as none (the decoder then scans the dump)
+                try:
+                    raw = self.objects.get_range(event.dump.index_key, 0, _MAX_INDEX + 1)
+                except (ObjectNotFound, InvalidRange):
+                    raw = b""
+                if 0 < len(raw) <= _MAX_INDEX:
+                    flat_index = FlatIndex.from_bytes(raw)
             block = 64 * 1024
             src = ObjectStoreSource(tap.objects(self.objects), event.dump.key,
                                     size=event.dump.size, block_size=block,
-                                    max_blocks=max(4, self.block_cache_bytes // block))
+                                    max_blocks=max(4, self.block_cache_bytes // block),
+                                    max_readahead=32, min_fetch_blocks=4,
+                                    whole_object_max=self.block_cache_bytes)
             # no pack for the dump's kernel: its own kallsyms, BTF and ORC (v6.0+)
             analysis = _decode(event, tap, analyze, src, flat_index=flat_index,
                                symbols=tap.symbols(self.symbols), dump_symbols=True)

@@ -21,7 +21,11 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
+
+# The data files beside the code (not importlib.resources: it pulls tempfile, zipfile and
+# urllib into every `crashfleet analyze`).
+_DATA = Path(__file__).resolve().parent / "data"
 
 __all__ = [
     "MAX_FRAMES",
@@ -130,7 +134,7 @@ class DataRule:
 def load_rules(name: str) -> tuple[tuple[re.Pattern[str], DataRule], ...]:
     """The compiled regexes of data file ``name`` (``skip_frames.txt``, ``prefix_frames.txt``)
     with the line each comes from."""
-    text = resources.files(__package__).joinpath("data", name).read_text()
+    text = (_DATA / name).read_text(encoding="utf-8")
     out = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

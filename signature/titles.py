@@ -20,9 +20,13 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 from signature import load_patterns
+
+# The data files beside the code (not importlib.resources: it pulls tempfile, zipfile and
+# urllib into every `crashfleet analyze`).
+_DATA = Path(__file__).resolve().parent / "data"
 
 __all__ = ["KINDS_FILE", "MAX_TITLE", "CrashKind", "Title", "TitleInput", "compute_title",
            "load_kinds", "title_function"]
@@ -73,7 +77,7 @@ class Title:
 @functools.cache
 def load_kinds(name: str = KINDS_FILE) -> tuple[CrashKind, ...]:
     """The compiled rows of the crash-kinds data file, in order."""
-    text = resources.files(__package__).joinpath("data", name).read_text()
+    text = (_DATA / name).read_text(encoding="utf-8")
     out = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -14,9 +14,14 @@ every violation raises :class:`~vmcore.errors.BadBtf`.
 
 from __future__ import annotations
 
+import bisect
+import re
 import struct
+import sys
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 
 from vmcore.errors import BadBtf
 
@@ -24,9 +29,9 @@ __all__ = ["MAX_MEMBER_VISITS", "Member", "StructLayout", "member_offset", "pars
 
 _MAGIC = 0xEB9F
 _HDR = struct.Struct("<HBBIIIII")
-_TYPE = struct.Struct("<III")
 _MAX_TYPES = 2_000_000
 _MAX_DEPTH = 16
+_MAX_NAME_HITS = 4096  # BTF deduplicates its strings: one copy of each name
 MAX_MEMBER_VISITS = 100_000  # the analysis structs need a few thousand
 
 (_INT, _PTR, _ARRAY, _STRUCT, _UNION, _ENUM, _FWD, _TYPEDEF, _VOLATILE, _CONST, _RESTRICT,
@@ -36,9 +41,11 @@ MAX_MEMBER_VISITS = 100_000  # the analysis structs need a few thousand
 _FIXED = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
 _PER_ITEM = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12, _ENUM64: 12}
 _MODIFIERS = {_TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG}
-# by kind: (fixed extra bytes, extra bytes per vlen item); (-1, 0) for an unknown kind
-_EXTRA = [(-1, 0)] + [(_FIXED.get(k, 0), _PER_ITEM.get(k, 0)) for k in range(1, _ENUM64 + 1)] \
-    + [(-1, 0)] * (32 - _ENUM64 - 1)
+# by kind: words of a record without its vlen items (-1: unknown kind), words per vlen item
+_STEP = [-1] + [3 + _FIXED.get(k, 0) // 4 for k in range(1, _ENUM64 + 1)] \
+    + [-1] * (32 - _ENUM64 - 1)
+_PER_WORDS = [0] + [_PER_ITEM.get(k, 0) // 4 for k in range(1, _ENUM64 + 1)] \
+    + [0] * (32 - _ENUM64 - 1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class StructLayout:
 
 
 class _Btf:
+    """The type section as 32-bit words (every BTF record is a multiple of 4 bytes and the
+    section is 4-byte aligned, as the kernel's verifier requires), walked once to index the
+    types; names are compared as string-section offsets, not decoded."""
+
     def __init__(self, data: bytes):
         if len(data) < _HDR.size:
             raise BadBtf("BTF shorter than its header")
@@ -79,31 +90,69 @@ class _Btf:
         t0, s0 = hdr_len + type_off, hdr_len + str_off
         if t0 + type_len > len(data) or s0 + str_len > len(data):
             raise BadBtf("BTF type or string section outside the data")
-        self.data = data
+        if t0 % 4 or type_len % 4:
+            raise BadBtf("BTF type section is not 4-byte aligned", offset=t0)
         self.visits = 0
         self.strings = data[s0 : s0 + str_len]
-        self.offsets = [0]  # type id -> byte offset of its btf_type (id 0 is void)
-        self.aggregates: list[int] = []  # ids of the named structs and unions
-        offsets, aggregates = self.offsets, self.aggregates
-        info_at = struct.Struct("<I").unpack_from
-        extra, append, zero = _EXTRA, offsets.append, b"\0" * 4
-        pos, end = t0, t0 + type_len
-        while pos < end:
-            if pos + _TYPE.size > end:
-                raise BadBtf("BTF type truncated", offset=pos)
-            if len(offsets) > _MAX_TYPES:
-                raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
-            info = info_at(data, pos + 4)[0]
-            kind = (info >> 24) & 0x1F
-            fixed, per_item = extra[kind]
-            if fixed < 0:
-                raise BadBtf(f"BTF type {len(offsets)} has unknown kind {kind}", offset=pos)
-            if kind in (_STRUCT, _UNION) and data[pos:pos + 4] != zero:
-                aggregates.append(len(offsets))
+        self.raw = data[t0 : t0 + type_len]
+        words = array("I")
+        words.frombytes(self.raw)
+        if sys.byteorder == "big":
+            words.byteswap()
+        self.words = words
+        self.offsets = self._walk(words, t0)  # type id -> word index (id 0 is void)
+
+    @staticmethod
+    def _walk(words: array, t0: int) -> array:
+        """Word index of each type. A record's length depends only on its ``info`` word
+        (kind and vlen), and kernel BTF repeats few distinct ones: they are looked up."""
+        offsets = array("I", [0])
+        append = offsets.append
+        lengths: dict[int, int] = {}
+        pos, end = 0, len(words)
+        for tid in range(1, _MAX_TYPES + 2):
+            if pos >= end:
+                break
+            if pos + 3 > end:
+                raise BadBtf("BTF type truncated", offset=t0 + 4 * pos)
+            info = words[pos + 1]
+            n = lengths.get(info)
+            if n is None:
+                kind = (info >> 24) & 0x1F
+                if _STEP[kind] < 0:
+                    raise BadBtf(f"BTF type {tid} has unknown kind {kind}",
+                                 offset=t0 + 4 * pos)
+                n = lengths[info] = _STEP[kind] + _PER_WORDS[kind] * (info & 0xFFFF)
             append(pos)
-            pos += 12 + fixed + per_item * (info & 0xFFFF)
+            pos += n
+        else:
+            raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
         if pos != end:
-            raise BadBtf("BTF type section overruns its length", offset=pos)
+            raise BadBtf("BTF type section overruns its length", offset=t0 + 4 * pos)
+        return offsets
+
+    def find_aggregates(self, wanted: dict[int, str]) -> list[tuple[int, str]]:
+        """(type id, name) of the first struct or union named by each ``name_off`` of
+        ``wanted``, in type order: each offset's four bytes are searched in the type section
+        at C speed, and a hit counts where a type starts (found by bisection in the type
+        index) and is a struct or union."""
+        w, offsets, raw = self.words, self.offsets, self.raw
+        found: list[tuple[int, str]] = []
+        for off, name in wanted.items():
+            needle = off.to_bytes(4, "little")  # BTF here is little-endian (magic checked)
+            at = raw.find(needle)
+            for _ in range(_MAX_NAME_HITS):
+                if at < 0:
+                    break
+                if at % 4 == 0:
+                    p = at // 4
+                    tid = bisect.bisect_left(offsets, p, 1)
+                    if tid < len(offsets) and offsets[tid] == p and \
+                            (w[p + 1] >> 24) & 0x1F in (_STRUCT, _UNION):
+                        found.append((tid, name))
+                        break
+                at = raw.find(needle, at + 1)
+        return sorted(found)
 
     def name(self, off: int) -> str:
         end = self.strings.find(b"\0", off)
@@ -115,7 +164,8 @@ class _Btf:
         """(name, kind, vlen, kind_flag, size_or_type) of type ``tid``."""
         if not 0 < tid < len(self.offsets):
             raise BadBtf(f"BTF type id {tid} out of range")
-        name_off, info, size = _TYPE.unpack_from(self.data, self.offsets[tid])
+        w, p = self.words, self.offsets[tid]
+        name_off, info, size = w[p], w[p + 1], w[p + 2]
         return self.name(name_off), (info >> 24) & 0x1F, info & 0xFFFF, info >> 31, size
 
     def size_of(self, tid: int, depth: int = 0) -> int:
@@ -127,8 +177,8 @@ class _Btf:
         if kind == _PTR:
             return 8
         if kind == _ARRAY:
-            elem, _index, nelems = struct.unpack_from("<III", self.data,
-                                                      self.offsets[tid] + _TYPE.size)
+            p = self.offsets[tid]
+            elem, nelems = self.words[p + 3], self.words[p + 5]
             return self.size_of(elem, depth + 1) * nelems
         if kind in (_INT, _STRUCT, _UNION, _ENUM, _ENUM64, _FLOAT, _DATASEC):
             return size
@@ -143,8 +193,8 @@ class _Btf:
         if kind == _PTR:
             return self.type_name(size, depth + 1) + " *"
         if kind == _ARRAY:
-            elem, _index, nelems = struct.unpack_from("<III", self.data,
-                                                      self.offsets[tid] + _TYPE.size)
+            p = self.offsets[tid]
+            elem, nelems = self.words[p + 3], self.words[p + 5]
             return f"{self.type_name(elem, depth + 1)}[{nelems}]"
         if kind in (_CONST, _VOLATILE, _RESTRICT, _TYPE_TAG):
             prefix = {_CONST: "const ", _VOLATILE: "volatile ", _RESTRICT: "restrict "}
@@ -165,12 +215,12 @@ class _Btf:
         if tid in path:
             raise BadBtf(f"BTF type {tid} contains itself")
         _name, _kind, vlen, kind_flag, _size = self.type(tid)
-        pos = self.offsets[tid] + _TYPE.size
+        w, pos = self.words, self.offsets[tid] + 3
         for i in range(vlen):
             self.visits += 1
             if self.visits > MAX_MEMBER_VISITS:
                 raise BadBtf(f"BTF members: more than {MAX_MEMBER_VISITS} visited")
-            name_off, mtype, moff = struct.unpack_from("<III", self.data, pos + 12 * i)
+            name_off, mtype, moff = w[pos + 3 * i], w[pos + 3 * i + 1], w[pos + 3 * i + 2]
             bit_off, bit_size = (moff & 0xFFFFFF, moff >> 24) if kind_flag else (moff, 0)
             mname = self.name(name_off)
             resolved = self._strip(mtype)
@@ -198,17 +248,32 @@ def parse_btf_structs(data: bytes, names: Iterable[str]) -> dict[str, StructLayo
     """Layouts of the structs/unions called ``names`` that BTF defines (missing names are
     skipped: feature detection is the reader's job). The first complete definition wins."""
     btf = _Btf(data)
-    wanted = set(names)
     out: dict[str, StructLayout] = {}
-    for tid in btf.aggregates:
-        name_off, info, size = _TYPE.unpack_from(btf.data, btf.offsets[tid])
-        kind = (info >> 24) & 0x1F
-        name = btf.name(name_off)
-        if name not in wanted or name in out:
+    w = btf.words
+    for tid, name in btf.find_aggregates(_name_offsets(btf.strings, names)):
+        if name in out:  # a name written twice in the strings
             continue
+        p = btf.offsets[tid]
+        info, size = w[p + 1], w[p + 2]
+        kind = (info >> 24) & 0x1F
         members: dict[str, Member] = {}
         btf.members(tid, 0, members, 0)
         out[name] = StructLayout(name, "union" if kind == _UNION else "struct", size, members)
+    return out
+
+
+def _name_offsets(strings: bytes, names: Iterable[str]) -> dict[int, str]:
+    """String-section offsets at which each of ``names`` is written (NUL-terminated), so
+    that types are matched by their ``name_off`` without decoding every name: one regular
+    expression pass over the section, at most :data:`_MAX_NAME_HITS` hits."""
+    wanted = sorted({n.encode() for n in names}, key=len, reverse=True)
+    if not wanted:
+        return {}
+    pattern = re.compile(rb"\0(" + b"|".join(map(re.escape, wanted)) + rb")(?=\0)")
+    out: dict[int, str] = {}
+    # padded[at] is the NUL before a name, so strings[at] is where the name starts
+    for m in islice(pattern.finditer(b"\0" + strings), _MAX_NAME_HITS):
+        out[m.start()] = m.group(1).decode()
     return out
 
 

@@ -7,6 +7,8 @@ The flag values are those of makedumpfile's ``diskdump_mod.h`` (also used in the
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -90,6 +92,10 @@ def decompress_page(flags: int, data: bytes, page_size: int, offset: int) -> byt
     fn = _METHODS.get(method)
     if fn is None:
         raise UnsupportedDump(f"page compression flags {flags:#x}", offset=offset)
+    key = (method, page_size, hashlib.blake2b(data, digest_size=20).digest())
+    out = _PAGES.get(key)
+    if out is not None:
+        return out
     try:
         out = fn(data, page_size)
     except CorruptDump as exc:
@@ -102,4 +108,30 @@ def decompress_page(flags: int, data: bytes, page_size: int, offset: int) -> byt
             f"{method_name(method)} page decompresses to {len(out)} bytes, want {page_size}",
             offset=offset,
         )
+    _PAGES.put(key, out)
     return out
+
+
+class _PageCache:
+    """Decompressed pages by their compressed bytes' digest, shared by every dump a process
+    reads: dumps of one kernel build hold the same read-only pages (the BTF, kallsyms and ORC
+    tables a deep analysis without a pack reads, ~1,000 pages), compressed the same way.
+    Content-addressed, so a dump can only ever get back what its own bytes decompress to.
+    At most ``limit`` pages (FIFO); safe across threads (the analyzer's in-flight events)."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._pages: dict[tuple[int, int, bytes], bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, bytes]) -> bytes | None:
+        return self._pages.get(key)
+
+    def put(self, key: tuple[int, int, bytes], page: bytes) -> None:
+        with self._lock:
+            self._pages[key] = page
+            while len(self._pages) > self._limit:
+                self._pages.pop(next(iter(self._pages)))
+
+
+_PAGES = _PageCache(4096)  # 16 MiB of 4 KiB pages

@@ -14,13 +14,17 @@ becomes a note and an empty table, so the analysis still runs and is flagged par
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vmcore.btf import StructLayout, member_offset, parse_btf_structs
 from vmcore.errors import AnalyzerError, BadKallsyms
-from vmcore.kallsyms import Kallsyms, Reader, read_kallsyms
+from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
 from vmcore.orc import MemoryOrc, OrcEntry
+from vmcore.pages import PageReader, Reader
+from vmcore.symbols import SymbolLookup
 from vmcore.vmcoreinfo import VmcoreInfo
 
 __all__ = ["ANALYSIS_STRUCTS", "DumpSymbols", "symbols_from_dump"]
@@ -36,6 +40,9 @@ ANALYSIS_STRUCTS: tuple[str, ...] = (
 MAX_BTF_BYTES = 64 << 20
 MAX_ORC_BYTES = 96 << 20
 _BANNER_MAX = 512
+_BTF_CACHE: dict[bytes, dict[str, StructLayout]] = {}
+_BTF_LOCK = threading.Lock()
+_BTF_CACHE_SIZE = 8  # kernels; about 100 KB of layouts each
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ class DumpSymbols:
 
     build_id: str
     meta: DumpMeta
-    symbols: Kallsyms
+    symbols: Kallsyms | IndexedKallsyms
     types: Mapping[str, StructLayout]
     orc: MemoryOrc | _NoOrc
     notes: tuple[str, ...] = ()
@@ -72,7 +79,7 @@ class DumpSymbols:
         return member_offset(self.types, struct_name, path)
 
 
-def _span(ks: Kallsyms, start: str, stop: str, limit: int) -> tuple[int, int] | None:
+def _span(ks: SymbolLookup, start: str, stop: str, limit: int) -> tuple[int, int] | None:
     a, b = ks.address_of(start), ks.address_of(stop)
     if a is None or b is None:
         return None
@@ -81,20 +88,36 @@ def _span(ks: Kallsyms, start: str, stop: str, limit: int) -> tuple[int, int] | 
     return a, b - a
 
 
-def _btf(read: Reader, ks: Kallsyms, slide: int, notes: list[str]
+def _btf(read: Reader, ks: SymbolLookup, slide: int, notes: list[str]
          ) -> dict[str, StructLayout]:
     try:
         span = _span(ks, "__start_BTF", "__stop_BTF", MAX_BTF_BYTES)
         if span is None:
             notes.append("btf: no __start_BTF in kallsyms (kernel built without BTF)")
             return {}
-        return parse_btf_structs(read(span[0] + slide, span[1]), ANALYSIS_STRUCTS)
+        return _parsed_btf(read(span[0] + slide, span[1]))
     except AnalyzerError as exc:
         notes.append(f"btf: {exc}")
         return {}
 
 
-def _orc(read: Reader, ks: Kallsyms, slide: int, notes: list[str]) -> MemoryOrc | _NoOrc:
+def _parsed_btf(data: bytes) -> dict[str, StructLayout]:
+    """The layouts in ``data``, parsed once per process for each distinct BTF: an analyzer
+    sees many dumps of one kernel. Keyed by the bytes' digest, so a dump whose BTF differs
+    (a hostile one claiming another's build-id) gets its own parse, never another's."""
+    key = hashlib.blake2b(data, digest_size=20).digest()
+    got = _BTF_CACHE.get(key)
+    if got is None:
+        got = parse_btf_structs(data, ANALYSIS_STRUCTS)
+        with _BTF_LOCK:  # the analyzer's in-flight events share it
+            _BTF_CACHE[key] = got
+            while len(_BTF_CACHE) > _BTF_CACHE_SIZE:
+                _BTF_CACHE.pop(next(iter(_BTF_CACHE)))
+    return dict(got)
+
+
+def _orc(mem: PageReader, ks: SymbolLookup, slide: int, notes: list[str]
+         ) -> MemoryOrc | _NoOrc:
     try:
         ips = _span(ks, "__start_orc_unwind_ip", "__stop_orc_unwind_ip", MAX_ORC_BYTES)
         ent = _span(ks, "__start_orc_unwind", "__stop_orc_unwind", MAX_ORC_BYTES)
@@ -102,15 +125,14 @@ def _orc(read: Reader, ks: Kallsyms, slide: int, notes: list[str]) -> MemoryOrc 
             notes.append("orc: no ORC tables in kallsyms (kernel built without ORC)")
             return _NoOrc()
         hdr = _span(ks, "__start_orc_header", "__stop_orc_header", 64)  # v6.5+
-        header = read(hdr[0] + slide, hdr[1]) if hdr is not None else None
-        return MemoryOrc(read(ips[0] + slide, ips[1]), ips[0], read(ent[0] + slide, ent[1]),
-                         header)
+        header = mem.read(hdr[0] + slide, hdr[1]) if hdr is not None else None
+        return MemoryOrc.in_memory(mem, ips[0], ips[1], ent[0], ent[1], header, slide)
     except AnalyzerError as exc:
         notes.append(f"orc: {exc}")
         return _NoOrc()
 
 
-def _banner(read: Reader, ks: Kallsyms, slide: int) -> str | None:
+def _banner(read: Reader, ks: SymbolLookup, slide: int) -> str | None:
     addr = ks.address_of("linux_banner")
     if addr is None:
         return None
@@ -131,6 +153,6 @@ def symbols_from_dump(read: Reader, info: VmcoreInfo) -> DumpSymbols:
         raise BadKallsyms("kallsyms: no init_task symbol")
     notes: list[str] = []
     types = _btf(read, ks, slide, notes)
-    orc = _orc(read, ks, slide, notes)
+    orc = _orc(PageReader(read), ks, slide, notes)
     meta = DumpMeta(info.osrelease, _banner(read, ks, slide))
     return DumpSymbols(info.build_id or "", meta, ks, types, orc, tuple(notes))

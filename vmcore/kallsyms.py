@@ -24,13 +24,15 @@ from __future__ import annotations
 import bisect
 import contextlib
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
 from vmcore.errors import AnalyzerError, BadKallsyms
+from vmcore.kallsyms_index import IndexedKallsyms, open_indexed
+from vmcore.pages import PageReader, Reader
 
-__all__ = ["MAX_NAMES_BYTES", "MAX_SYMBOLS", "Kallsyms", "KallsymsHit", "read_kallsyms"]
+__all__ = ["MAX_NAMES_BYTES", "MAX_SYMBOLS", "IndexedKallsyms", "Kallsyms", "KallsymsHit", "Reader",
+           "read_kallsyms"]
 
 # the tables scripts/kallsyms.c writes; the first one after kallsyms_names bounds it
 _TABLES = ("kallsyms_num_syms", "kallsyms_markers", "kallsyms_seqs_of_names",
@@ -43,8 +45,6 @@ _TOKEN_TABLE_MAX = 64 * 1024
 _NAME_MAX = 1024
 _START_KERNEL_MAP = 0xFFFFFFFF80000000
 
-# Reads ``length`` bytes of kernel virtual memory (raises AnalyzerError when unreadable).
-Reader = Callable[[int, int], bytes]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,10 @@ def _read_some(read: Reader, addr: int) -> bytes:
 
 
 def _tokens(read: Reader, table: int, index: int) -> list[str]:
+    return [t.decode("utf-8", "replace") for t in _token_bytes(read, table, index)]
+
+
+def _token_bytes(read: Reader, table: int, index: int) -> list[bytes]:
     offs = array("H")
     offs.frombytes(_read(read, index, 512, "kallsyms_token_index"))
     if max(offs) >= _TOKEN_TABLE_MAX:
@@ -162,7 +166,7 @@ def _tokens(read: Reader, table: int, index: int) -> list[str]:
         end = raw.find(b"\0", o)
         if end < 0:
             raise BadKallsyms(f"kallsyms: token at {o} is not terminated")
-        out.append(raw[o:end].decode("utf-8", "replace"))
+        out.append(raw[o:end])
     return out
 
 
@@ -273,10 +277,13 @@ def _addresses(read: Reader, syms: dict[str, int], count: int, names: list[str],
                       f"(relative {rel}, absolute-percpu {pcpu})")
 
 
-def read_kallsyms(read: Reader, syms: dict[str, int], slide: int) -> Kallsyms:
-    """Decode kallsyms from memory. ``syms`` are VMCOREINFO's ``SYMBOL()`` entries (runtime
+def read_kallsyms(read: Reader, syms: dict[str, int], slide: int, *, in_place: bool = True
+                  ) -> Kallsyms | IndexedKallsyms:
+    """kallsyms from memory. ``syms`` are VMCOREINFO's ``SYMBOL()`` entries (runtime
     addresses), ``slide`` the KASLR offset in bytes (subtracted from kernel addresses so that
-    lookups take link-time addresses, as a pack's). Raises :class:`BadKallsyms`."""
+    lookups take link-time addresses, as a pack's). Looked up in place
+    (:mod:`vmcore.kallsyms_index`) when the kernel has the name index (v6.2+ and Debian's
+    6.1) and ``in_place``, else every name decoded. Raises :class:`BadKallsyms`."""
     need = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
             "kallsyms_token_index")
     missing = [n for n in need if n not in syms]
@@ -286,7 +293,12 @@ def read_kallsyms(read: Reader, syms: dict[str, int], slide: int) -> Kallsyms:
                            "little")
     if not 0 < count <= MAX_SYMBOLS:
         raise BadKallsyms(f"kallsyms: kallsyms_num_syms {count} outside 1..{MAX_SYMBOLS}")
-    tokens = _tokens(read, syms["kallsyms_token_table"], syms["kallsyms_token_index"])
+    raw_tokens = _token_bytes(read, syms["kallsyms_token_table"], syms["kallsyms_token_index"])
+    if in_place:
+        indexed = open_indexed(PageReader(read), syms, count, raw_tokens, slide)
+        if indexed is not None:
+            return indexed
+    tokens = [t.decode("utf-8", "replace") for t in raw_tokens]
     start = syms["kallsyms_names"]
     after = [syms[n] for n in _TABLES if n in syms and syms[n] > start]
     typed = _names(read, start, count, tokens, min(after) if after else None)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import bisect
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from vmcore.errors import BadOrc
+from vmcore.errors import AnalyzerError, BadOrc
+from vmcore.pages import PageReader, reraise_retryable
 
 __all__ = ["MAX_ORC_ENTRIES", "MemoryOrc", "OrcEntry", "decode_orc_sections", "orc_lookup"]
 
@@ -83,30 +85,57 @@ class MemoryOrc:
     ``orc_unwind_ip`` entries at build time, so a lookup is a binary search over the raw
     section (nothing is decoded up front). A hostile unsorted table yields wrong but bounded
     lookups, as in the kernel. ``header`` the ``.orc_header`` bytes (v6.5+) or None.
-    Implements ``vmcore.symbols.OrcLookup``."""
+    Implements ``vmcore.symbols.OrcLookup``.
+
+    Built from the sections' bytes, or with :meth:`in_memory` from where they lie in the
+    dump (a lookup then reads the few pages its probes touch; unreadable ones give None)."""
 
     def __init__(self, ip_section: bytes, ip_addr: int, unwind: bytes, header: bytes | None):
-        if len(ip_section) % 4 or len(unwind) != (len(ip_section) // 4) * ENTRY.size:
-            raise BadOrc(f"ORC sections disagree: {len(ip_section)} ip bytes, "
-                         f"{len(unwind)} entry bytes")
-        if len(ip_section) // 4 > MAX_ORC_ENTRIES:
-            raise BadOrc(f"ORC table of {len(ip_section) // 4} entries is too large")
-        self._rel = array("i")
-        self._rel.frombytes(ip_section)
+        _check(len(ip_section), len(unwind))
+        rel = array("i")
+        rel.frombytes(ip_section)
+        self._n = len(rel)
+        self._rel: Callable[[int], int] = rel.__getitem__
+        self._entry: Callable[[int], bytes] = lambda i: unwind[i * 6:i * 6 + 6]
         self._ip_addr = ip_addr
-        self.entries = unwind
         self.header = header
 
+    @classmethod
+    def in_memory(cls, mem: PageReader, ip_addr: int, ip_len: int, unwind_addr: int,
+                  unwind_len: int, header: bytes | None, slide: int = 0) -> MemoryOrc:
+        """The table at link-time ``ip_addr`` (``ip_len`` bytes) and ``unwind_addr``, read
+        through ``mem`` at those addresses plus ``slide`` (KASLR) as lookups need it."""
+        _check(ip_len, unwind_len)
+        self = cls.__new__(cls)
+        self._n = ip_len // 4
+        self._rel = lambda i: mem.s32(ip_addr + slide + 4 * i)
+        self._entry = lambda i: mem.read(unwind_addr + slide + 6 * i, 6)
+        self._ip_addr = ip_addr
+        self.header = header
+        return self
+
     def __len__(self) -> int:
-        return len(self._rel)
+        return self._n
 
     def _ip(self, i: int) -> int:
-        return self._ip_addr + 4 * i + self._rel[i]
+        return self._ip_addr + 4 * i + self._rel(i)
 
     def lookup(self, address: int) -> OrcEntry | None:
-        i = bisect.bisect_right(range(len(self._rel)), address, key=self._ip) - 1
-        if i < 0:
+        try:
+            i = bisect.bisect_right(range(self._n), address, key=self._ip) - 1
+            if i < 0:
+                return None
+            sp_off, bp_off, word = ENTRY.unpack(self._entry(i))
+            ip = self._ip(i)
+        except AnalyzerError as exc:
+            reraise_retryable(exc)
             return None
-        sp_off, bp_off, word = ENTRY.unpack_from(self.entries, i * ENTRY.size)
-        return OrcEntry(ip=self._ip(i), sp_offset=sp_off, bp_offset=bp_off,
+        return OrcEntry(ip=ip, sp_offset=sp_off, bp_offset=bp_off,
                         sp_reg=word & 0xF, bp_reg=(word >> 4) & 0xF, flags=word >> 8)
+
+
+def _check(ip_len: int, unwind_len: int) -> None:
+    if ip_len % 4 or unwind_len != (ip_len // 4) * ENTRY.size:
+        raise BadOrc(f"ORC sections disagree: {ip_len} ip bytes, {unwind_len} entry bytes")
+    if ip_len // 4 > MAX_ORC_ENTRIES:
+        raise BadOrc(f"ORC table of {ip_len // 4} entries is too large")

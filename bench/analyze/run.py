@@ -20,9 +20,12 @@ RSS ≤ 100 MB.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,8 @@ from bench.fmt import median_of, median_ratio
 from bench.fmt import ms as _ms
 from bench.fmt import ratio as _ratio
 
+_PACKAGES = ("vmcore", "signature", "symbol_cache", "foundation", "crashfleet", "ingest",
+             "store", "analyzer", "agent", "web", "bench")
 _DRGN = ("import sys\nfrom drgn.helpers.linux.printk import get_dmesg\n"
          "print(prog.crashed_thread().stack_trace())\n"
          "sys.stdout.buffer.write(get_dmesg(prog))")
@@ -58,8 +63,47 @@ def _pack_file(release: str, tmp: Path) -> Path | None:
     return path
 
 
+def _command(dump: Path, cache: Path) -> list[str]:
+    """``crashfleet analyze DUMP`` as a user runs it, with ``cache`` as the symbol cache and
+    no symbol source (a warm pack in it, or nothing: the dump's own symbols)."""
+    return ["env", f"CRASHFLEET_SYMBOLS_CACHE_DIR={cache}", "CRASHFLEET_SYMBOLS_SOURCES=",
+            "DEBUGINFOD_URLS=", str(ROOT / ".venv" / "bin" / "crashfleet"), "analyze",
+            str(dump)]
+
+
+def _cpu(cmd: list[str], repeat: int) -> float:
+    """Best CPU seconds (user + system) of ``cmd`` over ``repeat`` runs: on a machine shared
+    with other work, wall times move with the load, CPU times much less."""
+    best = float("inf")
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, cwd=ROOT)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return best
+
+
+def _warm_cache(tmp: Path, pack: Path, build_id: str) -> Path:
+    """A symbol cache directory whose disk tier holds ``pack``."""
+    cache = tmp / f"cache-{build_id}"
+    (cache / "packs").mkdir(parents=True, exist_ok=True)
+    target = cache / "packs" / f"{build_id}.pack"
+    if not target.exists():
+        target.symlink_to(pack)
+    return cache
+
+
 def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bool) -> dict:
     row: dict = {"case": case, "format": man.get("format")}
+    tmp = pack.parent
+    warm = _command(dump, _warm_cache(tmp, pack, man["build_id"]))
+    row["cli_s"], row["cli_rss"], _ = _best(warm, repeat)
+    row["cli_cpu"] = _cpu(warm, repeat)
+    (tmp / "empty-cache").mkdir(exist_ok=True)
+    cold = _command(dump, tmp / "empty-cache")
+    row["nosym_cli_s"], row["nosym_cli_rss"], _ = _best(cold, repeat)
+    row["nosym_cli_cpu"] = _cpu(cold, repeat)
     runs = []
     for _ in range(repeat):
         res = subprocess.run([PY, "-m", "bench.analyze.inproc", str(dump), str(pack)],
@@ -67,6 +111,8 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
         runs.append(json.loads(res.stdout))
     row["analyze_s"] = min(r["analyze_s"] for r in runs)
     row["open_s"] = min(r["open_s"] for r in runs)
+    row["analyze_cpu"] = min(r["analyze_cpu"] for r in runs)
+    row["open_cpu"] = min(r["open_cpu"] for r in runs)
     row["frames"] = runs[-1]["frames"]
     # peak RSS from GNU time: a child's ru_maxrss includes its spawner's pages
     row["proc_s"], row["rss"], _ = _best(
@@ -80,8 +126,9 @@ def measure(case: str, dump: Path, man: dict, pack: Path, repeat: int, heavy: bo
                 [str(crash), "-s", str(vmlinux), str(dump)], 1, b"bt\nlog\nmod\nquit\n")
         drgn = TOOLS / "drgn"
         if drgn.exists():
-            row["drgn_s"], row["drgn_rss"], rc = _best(
-                [str(drgn), "-q", "-c", str(dump), "-s", str(vmlinux), "-e", _DRGN], 1)
+            cmd = [str(drgn), "-q", "-c", str(dump), "-s", str(vmlinux), "-e", _DRGN]
+            row["drgn_s"], row["drgn_rss"], rc = _best(cmd, 1)
+            row["drgn_cpu"] = _cpu(cmd, 1)
             if rc != 0:
                 row["drgn_failed"] = rc
     return row
@@ -93,6 +140,7 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
     runs = [json.loads(subprocess.run(cmd, capture_output=True, cwd=ROOT, check=True).stdout)
             for _ in range(repeat)]
     row["nosym_s"] = min(r["analyze_s"] for r in runs)
+    row["nosym_cpu"] = min(r["analyze_cpu"] for r in runs)
     row["nosym_frames"] = runs[-1]["frames"]
     row["nosym_source"] = runs[-1]["symbols"]
     row["nosym_proc_s"], row["nosym_rss"], _ = _best(cmd, repeat)
@@ -106,37 +154,41 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
 
 def nosym_table(rows: list[dict]) -> str:
     head = ("| case | no symbols (in-process) | whole process | no symbols / warm pack "
-            "(in-process) | drgn, no debuginfo |\n|---|---|---|---|---|\n")
+            "(in-process) | no symbols / warm pack incl. pack open | `crashfleet analyze`, "
+            "no symbols | drgn, no debuginfo |\n|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         if not r.get("nosym_frames"):
             lines.append(f"| {r['case']} | log only (no kallsyms "
                          f"export) | {_ms(r.get('nosym_proc_s'))}, {_mb(r.get('nosym_rss'))} "
-                         "| - | - |")
+                         f"| - | - | {_ms(r.get('nosym_cli_s'))} | - |")
             continue
         drgn = "fails (no types without debuginfo)" if r.get("drgn_nosym_failed") else \
             f"{_ms(r.get('drgn_nosym_s'))}, {_mb(r.get('drgn_nosym_rss'))}"
         lines.append(
             f"| {r['case']} | {_ms(r['nosym_s'])} ({r['nosym_frames']} frames) | "
             f"{_ms(r['nosym_proc_s'])}, {_mb(r['nosym_rss'])} | "
-            f"{_ratio(r['nosym_s'], r['analyze_s'])} | {drgn} |")
+            f"{_ratio(r['nosym_s'], r['analyze_s'])} | "
+            f"{_ratio(r['nosym_s'], r['analyze_s'] + r['open_s'])} | "
+            f"{_ms(r.get('nosym_cli_s'))}, {_mb(r.get('nosym_cli_rss'))} | {drgn} |")
     return head + "\n".join(lines) + "\n"
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| case | format | analyze (in-process, warm pack) | whole process | crash "
-            "`bt`+`log`+`mod` | drgn stack + log | crash / process | drgn / process |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| case | format | analyze (in-process, warm pack) | whole process | "
+            "`crashfleet analyze` (warm pack in the cache) | crash `bt`+`log`+`mod` | "
+            "drgn stack + log | crash / command | drgn / command |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         drgn = "failed" if r.get("drgn_failed") else \
             f"{_ms(r.get('drgn_s'))}, {_mb(r.get('drgn_rss'))}"
         lines.append(
             f"| {r['case']} | {r['format']} | {_ms(r['analyze_s'])} ({r['frames']} frames) | "
-            f"{_ms(r['proc_s'])}, {_mb(r['rss'])} | "
+            f"{_ms(r['proc_s'])}, {_mb(r['rss'])} | {_ms(r['cli_s'])}, {_mb(r['cli_rss'])} | "
             f"{_ms(r.get('crash_s'))}, {_mb(r.get('crash_rss'))} | {drgn} | "
-            f"{_ratio(r.get('crash_s'), r['proc_s'])} | "
-            f"{_ratio(None if r.get('drgn_failed') else r.get('drgn_s'), r['proc_s'])} |")
+            f"{_ratio(r.get('crash_s'), r['cli_s'])} | "
+            f"{_ratio(None if r.get('drgn_failed') else r.get('drgn_s'), r['cli_s'])} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -145,15 +197,32 @@ def summary(rows: list[dict]) -> str:
         return median_of(rows, key)
 
     def med_ratio(a: str) -> str:
-        return median_ratio(rows, a, "proc_s", skip=lambda r: bool(r.get(f"{a[:-2]}_failed")))
+        return median_ratio(rows, a, "cli_s", skip=lambda r: bool(r.get(f"{a[:-2]}_failed")))
 
+    deep = [r for r in rows if r.get("nosym_frames")]
+    for r in deep:
+        r["with_open_s"] = r["analyze_s"] + r["open_s"]
+        r["with_open_cpu"] = r["analyze_cpu"] + r["open_cpu"]
     rss = max((r["rss"] for r in rows), default=0)
+    nosym_rss = max((r.get("nosym_rss", 0) for r in rows), default=0)
     return (f"Median times: analysis in-process {_ms(med('analyze_s'))}, pack open "
-            f"{_ms(med('open_s'))}, whole process {_ms(med('proc_s'))}, crash "
-            f"{_ms(med('crash_s'))}, drgn {_ms(med('drgn_s'))}. Median ratios: crash / "
-            f"crashfleet {med_ratio('crash_s')} (target ≥ 10x); drgn / crashfleet "
-            f"{med_ratio('drgn_s')} (target ≥ 1x). Peak RSS of the analysis process "
-            f"{_mb(rss)} (target ≤ 100 MB).\n")
+            f"{_ms(med('open_s'))}, whole process {_ms(med('proc_s'))}, `crashfleet analyze` "
+            f"{_ms(med('cli_s'))}, crash {_ms(med('crash_s'))}, drgn {_ms(med('drgn_s'))}. "
+            f"Median ratios: crash / `crashfleet analyze` {med_ratio('crash_s')} (target ≥ "
+            f"10x); drgn / `crashfleet analyze` {med_ratio('drgn_s')} (target ≥ 2x); in CPU time "
+            f"(user + system, less moved by other work on the machine) drgn / `crashfleet "
+            f"analyze` {median_ratio(rows, 'drgn_cpu', 'cli_cpu')}, no symbols / warm pack "
+            f"{median_ratio(rows, 'nosym_cli_cpu', 'cli_cpu')}. Peak "
+            f"RSS of the analysis process {_mb(rss)} (target ≤ 100 MB).\n\n"
+            f"No symbols (the {len(deep)} dumps with a kallsyms export): median analysis "
+            f"in-process {_ms(median_of(deep, 'nosym_s'))}; no symbols / warm pack "
+            f"{median_ratio(deep, 'nosym_s', 'analyze_s')} (target ≤ 2x), no symbols / "
+            f"(warm pack + pack open) {median_ratio(deep, 'nosym_s', 'with_open_s')}; in CPU "
+            f"time {median_ratio(deep, 'nosym_cpu', 'analyze_cpu')} and "
+            f"{median_ratio(deep, 'nosym_cpu', 'with_open_cpu')}; "
+            f"`crashfleet analyze` with no symbols {_ms(median_of(deep, 'nosym_cli_s'))} vs "
+            f"{_ms(median_of(deep, 'cli_s'))} with a warm pack; peak RSS with no symbols "
+            f"{_mb(nosym_rss)} (target ≤ 100 MB).\n")
 
 
 def write_docs(text: str) -> None:
@@ -165,11 +234,19 @@ def main() -> None:
     p.add_argument("--corpus", action="store_true", help="include the generated corpus")
     p.add_argument("--repeat", type=int, default=3, help="runs of crashfleet per case")
     p.add_argument("--heavy", type=int, default=6, help="cases that also run crash and drgn")
+    p.add_argument("--cases", metavar="REGEX", help="only the cases whose name matches")
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
+    # An installed crashfleet has its bytecode (pip compiles it); a checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile every module on every start (~100 ms of the
+    # command's CPU), which is not what a user pays.
+    for pkg in _PACKAGES:
+        compileall.compile_dir(str(ROOT / pkg), quiet=1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (case, dump, man) in enumerate(_cases(args.corpus)):
+        cases = [c for c in _cases(args.corpus)
+                 if args.cases is None or re.search(args.cases, c[0])]
+        for i, (case, dump, man) in enumerate(cases):
             pack = _pack_file(man["kernel_release"], Path(tmp))
             if pack is None:
                 continue

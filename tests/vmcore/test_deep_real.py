@@ -53,6 +53,8 @@ def _report(case: Case) -> Report:
 
 _BT_FRAME = re.compile(r"^\s*#\d+ \[[0-9a-f]+\] (\S+) at [0-9a-f]+(?: \[(\S+)\])?")
 _BT_EXC = re.compile(r"^\s*\[exception RIP: (.*)\]")
+_BT_RIP = re.compile(r"^\s*RIP: ([0-9a-f]+)\s")
+_BT_AT = re.compile(r" at ([0-9a-f]+)")
 _BT_HEAD = re.compile(r"^PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\d+)\s+COMMAND: \"(.*)\"")
 _INIT_START = re.compile(r"^_MODULE_INIT(?:_TEXT)?_START_(\w+)$")
 
@@ -63,18 +65,21 @@ def _crash_frames(bt: str) -> list[tuple[str, str | None, bool]]:
     an exception RIP at that very address is crash listing the RIP twice (it finds the RIP
     again in the stack slot below the exception frame's RSP): left out too."""
     out: list[tuple[str, str | None, bool]] = []
-    rip: str | None = None
+    exc_rip = None
     for line in bt.splitlines():
-        if (m := _BT_FRAME.match(line)) and rip is not None and line.rstrip().split(
-                " at ")[-1].split()[0] == rip:
-            rip = None
-        elif m:
-            rip = None
+        if m := _BT_FRAME.match(line):
+            at = _BT_AT.search(line)
+            if exc_rip is not None and at is not None and int(at.group(1), 16) == exc_rip:
+                # crash lists the function the exception interrupted a second time, as the
+                # frame at the exception RIP itself (WARN and BUG-on-data-corruption dumps)
+                exc_rip = None
+                continue
+            exc_rip = None
             out.append((m.group(1), m.group(2), False))
-        elif out and out[-1][2] and (r := re.match(r"^\s*RIP: ([0-9a-f]+)", line)):
-            rip = r.group(1)
         elif (m := _BT_EXC.match(line)) and not m.group(1).startswith("unknown"):
             out.append((m.group(1).split("+")[0], None, True))
+        elif (m := _BT_RIP.match(line)) and out and out[-1][2]:
+            exc_rip = int(m.group(1), 16)
     return out
 
 

@@ -196,3 +196,74 @@ def test_btf_absurd_sizes_stay_numbers() -> None:
     a = _struct(1, [(1, 3, 0)], size=0xFFFFFFFF)
     layouts = parse_btf_structs(_btf([int_t, arr1, arr2, a]), ["a"])
     assert layouts["a"].members["a"].size == 8 * 0xFFFFFFFF ** 2
+
+
+# kallsyms as the kernel writes it: sorted by address (the per-cpu offset first)
+_SORTED = sorted(_SYMS, key=lambda s: s[1])
+
+
+def _indexed(mem: Memory, syms: list[tuple[str, int]], *, seqs: bytes | None = None,
+             markers: bytes | None = None) -> dict[str, int]:
+    """The tables as v6.2+ lays them out (names, markers, seqs_of_names, token table, each
+    8-byte aligned), with identity tokens; ``seqs``/``markers`` replace the real ones."""
+    at = _kallsyms(mem, syms)  # counts, offsets and base as before
+    # lookups read whole pages: the count, base and offsets as the one page they share
+    page = bytearray(mem.regions[TABLES].ljust(0x1000, b"\0"))
+    offs = mem.regions.pop(at["kallsyms_offsets"])
+    page[0x100:0x100 + len(offs)] = offs
+    mem.put(TABLES, bytes(page))
+    names = b"".join(bytes([len(n)]) + n.encode() for n, _a in syms)
+    count = len(syms)
+    real_markers = array("I", [0])  # every 256th name; one block here
+    order = sorted(range(count), key=lambda i: syms[i][0][1:].encode())
+    real_seqs = b"".join(i.to_bytes(3, "big") for i in order)
+    base = TABLES + 0x40000
+    m_at = (base + len(names) + 7) & ~7
+    s_at = (m_at + 4 * len(real_markers) + 7) & ~7
+    t_at = (s_at + 3 * count + 7) & ~7
+    table = b"".join(bytes([i or 63]) + b"\0" for i in range(256)).ljust(0x1000, b"\0")
+    index = array("H", (2 * i for i in range(256))).tobytes()
+    blob = bytearray(((t_at + len(table) + len(index) - base) | 0xFFF) + 1)  # whole pages
+    blob[:len(names)] = names
+    mk = markers if markers is not None else real_markers.tobytes()
+    blob[m_at - base:m_at - base + len(mk)] = mk
+    sq = seqs if seqs is not None else real_seqs
+    blob[s_at - base:s_at - base + len(sq)] = sq
+    blob[t_at - base:t_at - base + len(table) + len(index)] = table + index
+    mem.put(base, bytes(blob))
+    return {**at, "kallsyms_names": base, "kallsyms_token_table": t_at,
+            "kallsyms_token_index": t_at + 0x1000}
+
+
+def test_the_name_index_is_used_and_agrees() -> None:
+    from vmcore.kallsyms import IndexedKallsyms, Kallsyms
+
+    mem = Memory()
+    syms = _indexed(mem, _SORTED)
+    fast = read_kallsyms(mem.read, syms, SLIDE)
+    full = read_kallsyms(mem.read, syms, SLIDE, in_place=False)
+    assert isinstance(fast, IndexedKallsyms) and isinstance(full, Kallsyms)
+    for name in ("current_task", "kthread", "init_task", "_etext", "nothing"):
+        assert fast.address_of(name) == full.address_of(name)
+    hit = fast.lookup(TEXT + 0x2DA - SLIDE)
+    assert hit is not None and (hit.name, hit.offset, hit.size, hit.kind) == \
+        ("kthread", 0xDA, 0x100, "t")
+
+
+@pytest.mark.parametrize("damage", ["seqs", "markers", "seq-out-of-range"])
+def test_a_lying_name_index_is_not_believed(damage: str) -> None:
+    """seqs_of_names not sorted by name, or markers that do not end where the names do: the
+    index is refused (every name decoded instead, same answers); seqs pointing past the
+    table: names are "not found", never an exception, with bounded reads."""
+    mem = Memory()
+    n = len(_SORTED)
+    if damage == "seqs":
+        syms = _indexed(mem, _SORTED, seqs=b"".join(i.to_bytes(3, "big") for i in range(n)))
+    elif damage == "markers":
+        syms = _indexed(mem, _SORTED, markers=array("I", [7]).tobytes())
+    else:
+        syms = _indexed(mem, _SORTED, seqs=b"\xff\xff\xff" * n)
+    ks = read_kallsyms(mem.read, syms, SLIDE)
+    assert ks.address_of("kthread") == TEXT + 0x200 - SLIDE or damage == "seq-out-of-range"
+    assert ks.address_of("nothing") is None
+    assert mem.bytes < 1 << 20

@@ -12,6 +12,7 @@ from ingest import LocalObjectStore
 from vmcore.analyze import analyze
 from vmcore.errors import PageExcluded, SourceMissing
 from vmcore.formats import open_dump
+from vmcore.formats.flattened import build_index
 from vmcore.logread import read_log
 from vmcore.printk import format_dmesg
 from vmcore.source import BytesSource, LocalFileSource, ObjectStoreSource
@@ -43,6 +44,33 @@ def test_sequential_reads_use_readahead(tmp_path: Path) -> None:
         src.read(off, 512)
     assert src.bytes_fetched == len(data)
     assert src.requests < len(data) // 4096 // 4  # far fewer requests than blocks
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_dump_that_fits_the_cache_is_one_request(tmp_path: Path, whole: bool) -> None:
+    """The analyzer's reader: a real dump no larger than ``whole_object_max`` is fetched whole
+    by the first read; otherwise misses fetch runs of at least ``min_fetch_blocks`` blocks,
+    in fewer requests than block-sized misses. Both analyze to the same report."""
+    case = next((c for c in CASES if c.manifest["kernel_release"].startswith("6.1")), None)
+    if case is None:
+        pytest.skip("no 6.1 dump fixture")
+    data = case.dump.read_bytes()
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("d", data)
+    index = build_index(BytesSource(data)) if data[:12] == b"makedumpfile" else None
+    blocks = -(-len(data) // 65536)
+    one = ObjectStoreSource(store, "d", size=len(data), block_size=65536, max_blocks=blocks,
+                            max_readahead=32, min_fetch_blocks=4,
+                            whole_object_max=(16 << 20) if whole else 0)
+    plain = ObjectStoreSource(store, "d", size=len(data), block_size=65536, max_blocks=blocks)
+    got = analyze(one, flat_index=index, dump_symbols=True).report
+    want = analyze(plain, flat_index=index, dump_symbols=True).report
+    assert got.to_dict() | {"dump": None} == want.to_dict() | {"dump": None}
+    if whole:
+        assert (one.requests, one.bytes_fetched) == (1, len(data))
+    else:
+        assert 1 < one.requests < plain.requests
+    assert got.memory is not None and got.memory.frames
 
 
 def test_missing_object_is_permanent(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ PAGE_DESC_SIZE = 24
 # Bitmap rank is computed over chunks of this many bytes (32768 pfns each).
 _RANK_CHUNK = 4096
 _PAGE_CACHE = 256
+_SUB = 128  # bytes of bitmap counted at once by the rank lookup
+_DESC_CHUNK = 170  # page descriptors read at once (4080 bytes)
 _UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
 
 
@@ -156,6 +158,8 @@ class KdumpFile:
         self._rank: list[int] = [0]  # dumpable pages before each rank chunk
         self._chunks: OrderedDict[int, bytes] = OrderedDict()
         self._pages: OrderedDict[int, bytes] = OrderedDict()
+        self._descs: OrderedDict[int, bytes] = OrderedDict()  # chunks of page descriptors
+        self._subs: OrderedDict[int, tuple[bytes, list[int]]] = OrderedDict()
 
     @property
     def compression(self) -> str:
@@ -199,9 +203,43 @@ class KdumpFile:
         while len(self._rank) <= ci:
             j = len(self._rank) - 1
             self._rank.append(self._rank[j] + int.from_bytes(self._chunk(j), "little").bit_count())
-        below = int.from_bytes(chunk[:local], "little").bit_count()
+        sub = local & ~(_SUB - 1)
+        below = self._sub_ranks(ci, chunk)[sub // _SUB]
+        below += int.from_bytes(chunk[sub:local], "little").bit_count()
         below += (chunk[local] & ((1 << (pfn & 7)) - 1)).bit_count()
         return self._rank[ci] + below
+
+    def _sub_ranks(self, ci: int, chunk: bytes) -> list[int]:
+        """Dumpable pages before each ``_SUB``-byte piece of bitmap chunk ``ci``: a lookup
+        then counts bits in at most ``_SUB`` bytes, not in up to the whole chunk."""
+        got = self._subs.get(ci)
+        if got is None or got[0] is not chunk:
+            counts = [0]
+            for at in range(0, len(chunk), _SUB):
+                counts.append(counts[-1] + int.from_bytes(chunk[at:at + _SUB],
+                                                          "little").bit_count())
+            got = (chunk, counts)
+            self._subs[ci] = got
+            if len(self._subs) > 64:
+                self._subs.popitem(last=False)
+        return got[1]
+
+    def _descriptor(self, idx: int, at: int, pfn: int) -> bytes:
+        """Page descriptor ``idx`` (at file offset ``at``), read with its neighbours: pages
+        read together (a table in kernel memory) have consecutive descriptors."""
+        ci, k = divmod(idx, _DESC_CHUNK)
+        chunk = self._descs.get(ci)
+        if chunk is None:
+            start = self._desc_off + ci * _DESC_CHUNK * PAGE_DESC_SIZE
+            n = min(_DESC_CHUNK * PAGE_DESC_SIZE, self.src.size - start)
+            chunk = self.src.read(start, n) if n > 0 else b""
+            self._descs[ci] = chunk
+            if len(self._descs) > 64:
+                self._descs.popitem(last=False)
+        d = chunk[k * PAGE_DESC_SIZE:(k + 1) * PAGE_DESC_SIZE]
+        if len(d) == PAGE_DESC_SIZE:
+            return d
+        return read_exact(self.src, at, PAGE_DESC_SIZE, f"page descriptor of pfn {pfn:#x}")
 
     def read_page(self, pfn: int) -> bytes:
         """The ``page_size`` bytes of page frame ``pfn`` or :class:`PageExcluded`."""
@@ -214,7 +252,7 @@ class KdumpFile:
             raise PageExcluded(f"page frame {pfn:#x} is not in the dump",
                                offset=pfn * self.page_size, space="phys")
         at = self._desc_off + idx * PAGE_DESC_SIZE
-        d = read_exact(self.src, at, PAGE_DESC_SIZE, f"page descriptor of pfn {pfn:#x}")
+        d = self._descriptor(idx, at, pfn)
         offset, size, flags, _pflags = struct.unpack("<qIIQ", d)
         if offset == 0 and self.header.incomplete:
             raise PageExcluded(f"page frame {pfn:#x} missing (incomplete dump)",
