@@ -159,8 +159,8 @@ def test_corpus_before_and_after() -> None:
     # title is the same on both, and joins them. The arm64 cases (the same module bugs as on
     # x86_64) split exact signatures where the compilers differ (arm64 keeps load_module's
     # frame, x86_64 tail-calls through it) and the frame join leaves one apart; the titles
-    # join them all.
-    assert got == {"exact signature": (1.0, 0.863), "frames join (before)": (1.0, 0.961),
+    # join them all. (arm64-6.1-uau-2 is committed twice, mkd-zlib and mkd-erase-ro: one log.)
+    assert got == {"exact signature": (1.0, 0.878), "frames join (before)": (1.0, 0.965),
                    "frames + alternative titles (after)": (1.0, 1.0)}, got
 
 
