@@ -209,6 +209,7 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
     not the dump's kernel) with the dump's own symbols when ``dump_symbols``; any failure
     leaves it log-based with a note."""
     from vmcore.arch import kernel_memory
+    from vmcore.arm64 import Arm64Memory
 
     notes: list[str] = []
     pack: KernelSymbols | None = None
@@ -234,10 +235,10 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
 
         try:
             own: DumpSymbols
-            if arch == "arm64":
+            if isinstance(mem, Arm64Memory):
                 from vmcore.arm64_deep import dump_symbols_arm64
 
-                own = dump_symbols_arm64(mem, info)  # type: ignore[arg-type]
+                own = dump_symbols_arm64(mem, info)
             else:
                 own = symbols_from_dump(mem.read, info)
         except AnalyzerError as exc:
@@ -256,19 +257,25 @@ def _deep(report: Report, mem: VirtualMemory, dump: Dump, info: VmcoreInfo,
           pack: KernelSymbols, oa: LogAnalysis | None, notes: list[str],
           arch: str = "x86_64") -> Report | None:
     """``report`` with the memory analysis on ``pack``; None (and a note) when it failed."""
+    from vmcore.arm64 import Arm64Memory
     from vmcore.deep import analyze_memory, report_parts
+    from vmcore.x86_64 import KernelMemory
 
-    run = analyze_memory
-    if arch == "arm64":
-        from vmcore.arm64_deep import analyze_memory_arm64 as run  # type: ignore[assignment]
     primary = oa.primary if oa else None
+    oops_cpu = primary.cpu if primary else None
+    klass = oa.klass if oa else "unknown"
+    fault = primary.fault_address if primary else None
     try:
-        ma = run(
-            mem, info, pack, parse_prstatus(dump.notes, arch),  # type: ignore[arg-type]
-            oops_cpu=primary.cpu if primary else None,
-            klass=oa.klass if oa else "unknown",
-            fault_address=primary.fault_address if primary else None,
-            bug_location=report.bug_location)
+        cpus = parse_prstatus(dump.notes, arch)
+        if isinstance(mem, Arm64Memory):
+            from vmcore.arm64_deep import analyze_memory_arm64
+
+            ma = analyze_memory_arm64(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
+                                      fault_address=fault, bug_location=report.bug_location)
+        else:
+            assert isinstance(mem, KernelMemory)
+            ma = analyze_memory(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
+                                fault_address=fault, bug_location=report.bug_location)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
         notes.append(f"memory: {type(exc).__name__}: {exc}")
         return None
