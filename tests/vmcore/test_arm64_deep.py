@@ -193,3 +193,19 @@ def test_walk_is_bounded() -> None:
         words[TASK + 0x10 * i + 8] = TEXT + i
     frames, complete, notes = _walk(words, TASK)
     assert len(frames) == MAX_FRAMES and not complete and "stopped after" in notes[0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_stacks_end_with_a_note_or_the_chain_end(seed: int) -> None:
+    # hostile or corrupt stacks: random words, records pointing around both stacks
+    import random
+
+    rng = random.Random(seed)
+    words = {}
+    for at in range(TASK, TASK + 0x8000, 8):
+        r = rng.random()
+        words[at] = (rng.randrange(TASK, TASK + 0x8000) & ~0xF if r < 0.5 else
+                     TEXT + rng.randrange(1 << 20) if r < 0.9 else rng.getrandbits(64))
+    frames, complete, notes = _walk(words, rng.randrange(TASK, TASK + 0x8000) & ~0xF)
+    assert 1 <= len(frames) <= MAX_FRAMES
+    assert complete or len(notes) == 1
