@@ -11,8 +11,8 @@ What differs from x86_64:
 - Stacks. The task stack (``THREAD_SIZE`` 16 KiB with 4 KiB pages, no KASAN) and the CPU's IRQ
   stack (``irq_stack_ptr``, the same size); unwinding by frame records
   (:mod:`vmcore.arm64_stack`), no ORC.
-- Symbols from the dump itself (:func:`dump_symbols`): kallsyms and BTF are arch-neutral; there
-  is no ORC to miss. Their addresses are the runtime ones (slide 0).
+- Symbols from the dump itself (:func:`dump_symbols_arm64`): kallsyms and BTF are
+  arch-neutral; there is no ORC to miss. Their addresses are the runtime ones (slide 0).
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from vmcore.x86_64 import KernelMemory
 __all__ = ["THREAD_SIZE", "Arm64Context", "analyze_memory_arm64", "dump_symbols_arm64"]
 
 THREAD_SIZE = 16384  # THREAD_SHIFT 14: 4 KiB pages without KASAN; IRQ_STACK_SIZE the same
-_NO_ORC = "orc: no ORC tables in kallsyms (kernel built without ORC)"
 
 
 @dataclass
@@ -161,5 +160,5 @@ def dump_symbols_arm64(mem: Arm64Memory, info: VmcoreInfo) -> DumpSymbols:
     no note. Raises :class:`~vmcore.errors.BadKallsyms`."""
     own = symbols_from_dump(mem.read, info._replace(kernel_offset=0))
     return DumpSymbols(own.build_id, own.meta, own.symbols, own.types, own.orc,
-                       tuple(n for n in own.notes if n != _NO_ORC))
+                       tuple(n for n in own.notes if not n.startswith("orc:")))
 
