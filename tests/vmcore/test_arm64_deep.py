@@ -209,3 +209,33 @@ def test_random_stacks_end_with_a_note_or_the_chain_end(seed: int) -> None:
     frames, complete, notes = _walk(words, rng.randrange(TASK, TASK + 0x8000) & ~0xF)
     assert 1 <= len(frames) <= MAX_FRAMES
     assert complete or len(notes) == 1
+
+
+@pytest.mark.parametrize("garbage", [True, False])
+def test_analysis_over_garbage_or_unmapped_memory_is_partial(garbage: bool) -> None:
+    """The real 6.1 arm64 pack over memory that is all garbage (every byte a hash of its
+    address) or all unmapped: bounded, flagged partial with notes, nothing raises."""
+    import hashlib
+
+    from vmcore.arm64 import arm64_layout
+    from vmcore.arm64_deep import analyze_memory_arm64
+    from vmcore.notes import PrStatus
+
+    pack = _pack("6.1.0-56-cloud-arm64")
+    info = _info(BUILD_ID=f"BUILD-ID={pack.build_id}")
+
+    class Garbage:
+        layout = arm64_layout(info)
+
+        def read(self, vaddr: int, length: int) -> bytes:
+            if not garbage:
+                raise PageExcluded("not in the dump", offset=vaddr, space="virt")
+            return b"".join(hashlib.blake2b(a.to_bytes(8, "little"), digest_size=1).digest()
+                            for a in range(vaddr, vaddr + length))
+
+    regs = {f"x{i}": 0 for i in range(31)} | {"sp": TASK + 0x3F00, "pc": TEXT, "x29": TASK,
+                                               "pstate": 0}
+    ma = analyze_memory_arm64(cast(Arm64Memory, Garbage()), info, pack, [PrStatus(0, 1, regs)],
+                              oops_cpu=0, klass="page_fault", fault_address=0)
+    assert ma.partial and ma.notes
+    assert len(ma.frames) <= MAX_FRAMES and len(ma.tasks) <= 100_000
