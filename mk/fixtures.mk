@@ -25,7 +25,8 @@ fixtures: oracle-tools kernels
 fixtures-select:
 	python3 $(FIXTURE_FACTORY)/factory.py select
 
-ARM64_CASES := "uau 2 mkd-zlib" "null 2 mkd-flat" "bugon 2 mkd-zlib" "sysrq 2 mkd-zlib" "warn 2 mkd-zlib"
+ARM64_CASES := "uau 2 mkd-zlib" "null 2 mkd-flat" "bugon 2 mkd-zlib" "sysrq 2 mkd-zlib" "warn 2 mkd-zlib" \
+                "uau 2 mkd-erase-ro"
 
 fixtures-arm64: oracle-tools
 	@for c in $(ARM64_CASES); do python3 $(FIXTURE_FACTORY)/arm64_case.py 6.1 $$c --select || exit 1; done

@@ -120,7 +120,9 @@ class SymbolTable:
             if name_off >= len(strtab) or end < 0:
                 raise MalformedInput("symbol name offset outside .strtab", offset=name_off)
             name = strtab[name_off:end].decode("utf-8", "replace")
-            if not name:
+            if not name or name[0] == "$":
+                # arm64 mapping symbols ($x code, $d data) mark instruction sets, not
+                # functions; kallsyms leaves them out, and so must sizes up to the next symbol
                 continue
             if slot_of is not None:
                 if shndx not in slot_of or value >= 1 << SLOT_SHIFT:

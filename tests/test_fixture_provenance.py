@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .fixtures.identity import is_recorded_dump
+from .fixtures.identity import COMPRESSED_ORACLES, is_recorded_dump, oracle_exists, read_oracle
 
 REPO = Path(__file__).resolve().parents[1]
 DUMPS = REPO / "tests" / "fixtures" / "dumps"
@@ -124,7 +124,7 @@ def test_manifest_complete(case):
     assert m["dump"] in m["files"], f"{case.name}: dump not in the file table"
     for name in _oracle_files(m):
         assert name in m["files"], f"{case.name}: oracle {name} not in the file table"
-        assert (case / name).is_file(), f"{case.name}: oracle {name} missing"
+        assert oracle_exists(case / name), f"{case.name}: oracle {name} missing"
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -135,11 +135,18 @@ def test_committed_files_match_manifest(case):
         if rel == m["dump"] and not m.get("dump_in_repo", True):
             assert not p.exists() or _sha256(p) == want["sha256"]
             continue
+        if rel in COMPRESSED_ORACLES:
+            assert not p.exists(), f"{case.name}: {rel} is committed as {rel}.gz"
+            data = read_oracle(p)
+            assert len(data) == want["size"], f"{case.name}: {rel}.gz size differs"
+            assert hashlib.sha256(data).hexdigest() == want["sha256"], \
+                f"{case.name}: {rel}.gz sha256 differs"
+            continue
         assert p.is_file(), f"{case.name}: {rel} missing"
         assert p.stat().st_size == want["size"], f"{case.name}: {rel} size differs"
         assert _sha256(p) == want["sha256"], f"{case.name}: {rel} sha256 differs"
     extra = {p.relative_to(case).as_posix() for p in case.rglob("*") if p.is_file()}
-    extra -= set(m["files"]) | {"manifest.json"}
+    extra -= set(m["files"]) | {f"{r}.gz" for r in COMPRESSED_ORACLES} | {"manifest.json"}
     assert not extra, f"{case.name}: files not in the manifest: {sorted(extra)}"
 
 
@@ -169,14 +176,14 @@ def test_dump_dmesg_matches_oracle(case, request, tmp_path):
     res = subprocess.run([str(makedumpfile), "--dump-dmesg", str(src), str(out)],
                          capture_output=True, text=True)
     assert res.returncode == 0, f"makedumpfile --dump-dmesg failed:\n{res.stdout}\n{res.stderr}"
-    assert out.read_bytes() == (case / "dmesg.txt").read_bytes()
+    assert out.read_bytes() == read_oracle(case / "dmesg.txt")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_oracles_agree_with_manifest(case):
     """The manifest's expectations are visible in the oracle outputs they came from."""
     m = _manifest(case)
-    dmesg = (case / "dmesg.txt").read_text(errors="replace")
+    dmesg = read_oracle(case / "dmesg.txt").decode(errors="replace")
     if m.get("arch") == "arm64":
         _arm64_oracles_agree(case, m, dmesg)
         return

@@ -44,8 +44,8 @@ from vmcore.source import ByteSource
 from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 
 if TYPE_CHECKING:
+    from vmcore.arch import VirtualMemory
     from vmcore.symbols import KernelSymbols
-    from vmcore.x86_64 import KernelMemory
 
 __all__ = ["Analysis", "DumpHeader", "PackProvider", "analyze", "read_header", "read_log"]
 
@@ -188,11 +188,11 @@ def analyze(src: ByteSource, *, flat_index: FlatIndex | None = None,
     report = _build_report(dinfo, hdr, info, log, oa, cpus, notes, failed, arch)
     report = dataclasses.replace(report, findings=log_findings(report))
     if (symbols is not None or dump_symbols) and info is not None:
-        if arch != "x86_64":
+        if arch not in ("x86_64", "arm64"):
             report = dataclasses.replace(report, notes=(
-                *report.notes, f"memory: deep analysis reads x86_64 dumps only, not {arch}"))
+                *report.notes, f"memory: deep analysis reads x86_64 and arm64 dumps, not {arch}"))
         else:
-            report = _with_memory(report, dump, info, symbols, oa, dump_symbols)
+            report = _with_memory(report, dump, info, symbols, oa, dump_symbols, arch)
     return Analysis(report, log, oa)
 
 
@@ -204,11 +204,12 @@ def symbols_label(pack: KernelSymbols) -> str:
 
 
 def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProvider | None,
-                 oa: LogAnalysis | None, dump_symbols: bool) -> Report:
+                 oa: LogAnalysis | None, dump_symbols: bool, arch: str) -> Report:
     """``report`` with what memory says, read with the provider's pack, else (no pack, or
     not the dump's kernel) with the dump's own symbols when ``dump_symbols``; any failure
     leaves it log-based with a note."""
-    from vmcore.x86_64 import KernelMemory
+    from vmcore.arch import kernel_memory
+    from vmcore.arm64 import Arm64Memory
 
     notes: list[str] = []
     pack: KernelSymbols | None = None
@@ -221,25 +222,30 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
             if pack is None:
                 notes.append("symbols: no pack")
     try:
-        hdr_pb = dump.kdump_header.phys_base if dump.kdump_header else None
-        mem = KernelMemory(dump.read_phys, info, hdr_pb)
+        mem = kernel_memory(dump, info)
     except AnalyzerError as exc:
         return dataclasses.replace(report, partial=True, notes=(
             *report.notes, *notes, f"memory: {type(exc).__name__}: {exc}"))
     if pack is not None:
-        done = _deep(report, mem, dump, info, pack, oa, notes)
+        done = _deep(report, mem, dump, info, pack, oa, notes, arch)
         if done is not None:
             return done
     if dump_symbols:
-        from vmcore.dumpsyms import symbols_from_dump
+        from vmcore.dumpsyms import DumpSymbols, symbols_from_dump
 
         try:
-            own = symbols_from_dump(mem.read, info)
+            own: DumpSymbols
+            if isinstance(mem, Arm64Memory):
+                from vmcore.arm64_deep import dump_symbols_arm64
+
+                own = dump_symbols_arm64(mem, info)
+            else:
+                own = symbols_from_dump(mem.read, info)
         except AnalyzerError as exc:
             notes.append(f"symbols: none from the dump ({exc})")
         else:
             notes.extend(f"symbols: {n}" for n in own.notes)
-            done = _deep(report, mem, dump, info, own, oa, notes)
+            done = _deep(report, mem, dump, info, own, oa, notes, arch)
             if done is not None:
                 return dataclasses.replace(done, partial=done.partial or bool(own.notes))
     failed = any(n.startswith("memory:") for n in notes)
@@ -247,19 +253,29 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
                                partial=report.partial or failed)
 
 
-def _deep(report: Report, mem: KernelMemory, dump: Dump, info: VmcoreInfo,
-          pack: KernelSymbols, oa: LogAnalysis | None, notes: list[str]) -> Report | None:
+def _deep(report: Report, mem: VirtualMemory, dump: Dump, info: VmcoreInfo,
+          pack: KernelSymbols, oa: LogAnalysis | None, notes: list[str],
+          arch: str = "x86_64") -> Report | None:
     """``report`` with the memory analysis on ``pack``; None (and a note) when it failed."""
+    from vmcore.arm64 import Arm64Memory
     from vmcore.deep import analyze_memory, report_parts
+    from vmcore.x86_64 import KernelMemory
 
     primary = oa.primary if oa else None
+    oops_cpu = primary.cpu if primary else None
+    klass = oa.klass if oa else "unknown"
+    fault = primary.fault_address if primary else None
     try:
-        ma = analyze_memory(
-            mem, info, pack, parse_prstatus(dump.notes),
-            oops_cpu=primary.cpu if primary else None,
-            klass=oa.klass if oa else "unknown",
-            fault_address=primary.fault_address if primary else None,
-            bug_location=report.bug_location)
+        cpus = parse_prstatus(dump.notes, arch)
+        if isinstance(mem, Arm64Memory):
+            from vmcore.arm64_deep import analyze_memory_arm64
+
+            ma = analyze_memory_arm64(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
+                                      fault_address=fault, bug_location=report.bug_location)
+        else:
+            assert isinstance(mem, KernelMemory)
+            ma = analyze_memory(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
+                                fault_address=fault, bug_location=report.bug_location)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
         notes.append(f"memory: {type(exc).__name__}: {exc}")
         return None

@@ -13,12 +13,16 @@ Layout from VMCOREINFO alone (``arch/arm64/kernel/vmcore_info.c``): ``NUMBER(VA_
 - Everything else (the image, vmalloc, modules) by walking ``swapper_pg_dir``: 4 KiB granule,
   48-bit VA, 4 levels of 9 bits from bit 39; bit 0 valid, bit 1 table (levels 0-2) or page
   (level 3), a block when clear at levels 1 (1 GiB) and 2 (2 MiB); output address bits
-  [47:12]. A walk is at most 4 reads, so corrupt tables cannot make it loop.
+  [47:12]. A walk is at most 5 reads, so corrupt tables cannot make it loop.
+- 52-bit VA with 4 KiB pages (FEAT_LPA2, ``CONFIG_ARM64_VA_BITS_52`` running with
+  ``TCR_EL1_T1SZ`` 12, Debian 6.12 on a CPU with LPA2): one more level on top (level -1, 16
+  entries from bit 48: ``PGDIR_SHIFT`` 48, ``PTRS_PER_PGD`` 16), and descriptors carry output
+  address bits [49:12] in place and [51:50] in bits [9:8] (where the shareability field was).
 
 Refused with :class:`~vmcore.errors.UnsupportedDump` naming the layout: 16 KiB and 64 KiB
-pages, VA sizes other than 48 bits (52-bit VA / LPA2, 39-bit, 42-bit), and a TCR_EL1.T1SZ that
-disagrees with VA_BITS (a 52-bit kernel running with 48-bit VAs). makedumpfile 1.7.6 refuses
-the same 52-bit layouts.
+pages, VA sizes other than 48 and 52 bits (39-bit, 42-bit), and a TCR_EL1.T1SZ that disagrees
+with VA_BITS (a 52-bit kernel running with 48-bit VAs on a CPU without LPA2; its VMCOREINFO
+shifts ``PHYS_OFFSET`` too). makedumpfile 1.7.6 refuses both 52-bit layouts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = ["ARM64_REG_NAMES", "Arm64Layout", "Arm64Memory", "arm64_layout", "is_
 
 _MASK64 = 2**64 - 1
 _OA_MASK = 0x0000FFFFFFFFF000  # output address bits [47:12], 4 KiB granule, 48-bit PA
+_OA_MASK_LPA2 = 0x0003FFFFFFFFF000  # bits [49:12]; [51:50] are descriptor bits [9:8]
 _VALID = 1
 _TABLE = 2
 
@@ -50,7 +55,7 @@ class Arm64Layout(NamedTuple):
     """The kernel's virtual layout. ``va_bits``; ``page_offset`` start of the linear map and
     ``page_end`` its end; ``phys_offset`` (memstart_addr); ``kimage_voffset`` image
     virtual-to-physical offset; ``pac_mask`` the pointer-authentication bits of kernel
-    addresses (0 without pointer authentication)."""
+    addresses (0 without pointer authentication); ``lpa2`` the 52-bit (LPA2) tables."""
 
     va_bits: int
     page_offset: int
@@ -58,6 +63,7 @@ class Arm64Layout(NamedTuple):
     phys_offset: int
     kimage_voffset: int
     pac_mask: int
+    lpa2: bool = False
 
     def strip_pac(self, addr: int) -> int:
         """A code address with its pointer-authentication code removed (kernel addresses get
@@ -81,11 +87,11 @@ def arm64_layout(info: VmcoreInfo) -> Arm64Layout:
     if page != PAGE_SIZE:
         raise UnsupportedDump(f"arm64 with {page // 1024} KiB pages (only 4 KiB pages are read)")
     va_bits = _need_number(info, "VA_BITS")
-    if va_bits == 52:
-        raise UnsupportedDump("arm64 52-bit VA with 4 KiB pages (LPA2) is not read (48-bit only)")
-    if va_bits != 48:
-        raise UnsupportedDump(f"arm64 {va_bits}-bit VA is not read (48-bit only)")
+    if va_bits not in (48, 52):
+        raise UnsupportedDump(f"arm64 {va_bits}-bit VA is not read (48- and 52-bit only)")
     t1sz = info.numbers.get("TCR_EL1_T1SZ")
+    if va_bits == 52 and t1sz is None:
+        raise UnsupportedDump("arm64 52-bit VA without TCR_EL1_T1SZ (VA size in use unknown)")
     if t1sz is not None and 64 - t1sz != va_bits:
         raise UnsupportedDump(f"arm64 TCR_EL1_T1SZ={t1sz} ({64 - t1sz}-bit VA in use) with "
                               f"VA_BITS={va_bits}")
@@ -99,7 +105,7 @@ def arm64_layout(info: VmcoreInfo) -> Arm64Layout:
         start, end = high, 1 << 64
     return Arm64Layout(va_bits, start, end, _need_number(info, "PHYS_OFFSET"),
                        _need_number(info, "kimage_voffset"),
-                       info.numbers.get("KERNELPACMASK", 0) & _MASK64)
+                       info.numbers.get("KERNELPACMASK", 0) & _MASK64, va_bits == 52)
 
 
 class Arm64Memory(PagedMemory):
@@ -132,20 +138,24 @@ class Arm64Memory(PagedMemory):
         if vaddr >> self.layout.va_bits != _MASK64 >> self.layout.va_bits:
             raise AddressNotMapped("not a kernel (TTBR1) address", offset=vaddr, space="virt")
         table = self._top()
-        for level, shift in enumerate((39, 30, 21, 12)):
-            (e,) = struct.unpack("<Q", self._read_phys(table + 8 * ((vaddr >> shift) & 0x1FF), 8))
+        lpa2 = self.layout.lpa2
+        shifts = (48, 39, 30, 21, 12) if lpa2 else (39, 30, 21, 12)
+        for i, shift in enumerate(shifts):
+            level = 3 - (len(shifts) - 1 - i)  # -1 (LPA2 only), 0, 1, 2, 3
+            index = (vaddr >> shift) & (0xF if shift == 48 else 0x1FF)
+            (e,) = struct.unpack("<Q", self._read_phys(table + 8 * index, 8))
             if not e & _VALID:
                 raise AddressNotMapped(f"level {level} entry {e:#x} not valid", offset=vaddr,
                                        space="virt")
-            base = e & _OA_MASK
+            base = (e & _OA_MASK_LPA2) | (e >> 8 & 3) << 50 if lpa2 else e & _OA_MASK
             if level == 3:
                 if not e & _TABLE:
                     raise AddressNotMapped(f"level 3 entry {e:#x} reserved", offset=vaddr,
                                            space="virt")
                 return base | (vaddr & 0xFFF)
             if not e & _TABLE:
-                if level == 0:
-                    raise AddressNotMapped(f"level 0 block entry {e:#x}", offset=vaddr,
+                if level <= 0:
+                    raise AddressNotMapped(f"level {level} block entry {e:#x}", offset=vaddr,
                                            space="virt")
                 size = 1 << shift
                 return (base & ~(size - 1)) | (vaddr & (size - 1))

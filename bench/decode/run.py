@@ -151,9 +151,11 @@ def measure(case: str, dump: Path, man: dict, repeat: int, heavy: bool) -> dict:
     row["cli_cmd"] = " ".join(Path(c).name if "/" in c else c for c in cli[:-2]) \
         if cli[1] == "-m" else "crashfleet analyze --log"
     arm64 = man.get("arch") == "arm64"
-    # arm64 dumps: trixie's arm64 makedumpfile under qemu-user (tests/fixtures/factory/
-    # oracle-tools-arm64.sh; its times include the emulation); no crash (x86_64-only build)
-    mkd = TOOLS / ("makedumpfile-arm64" if arm64 else "makedumpfile")
+    # arm64 dumps: makedumpfile 1.7.6 built natively for arm64 dumps when the factory made it
+    # (factory/makedumpfile-xarm64.sh), else trixie's arm64 binary under qemu-user
+    # (oracle-tools-arm64.sh; its times include the emulation); no crash (x86_64-only build)
+    mkd = TOOLS / ("makedumpfile" if not arm64 else "makedumpfile-xarm64"
+                   if (TOOLS / "makedumpfile-xarm64").exists() else "makedumpfile-arm64")
     if mkd.exists() and man.get("format") in ("kdump", "elf"):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "dmesg"
@@ -267,9 +269,13 @@ def main() -> None:
         env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     base = floor(args.repeat * 4)
     rows: list[dict] = []
+    arches: set[str] = set()
     for case, dump, man in cases:
+        arch = man.get("arch", "x86_64")  # each architecture's first case is heavy too
         try:
-            rows.append(measure(case, dump, man, args.repeat, heavy=len(rows) < args.crash))
+            rows.append(measure(case, dump, man, args.repeat,
+                                heavy=len(rows) < args.crash or arch not in arches))
+            arches.add(arch)
         except (OSError, subprocess.CalledProcessError) as exc:  # corpus regenerated meanwhile
             print(f"skipped {case}: {exc}", file=sys.stderr)
             continue

@@ -23,6 +23,8 @@ from signature.titles import (
 )
 from vmcore.analyze import analyze, analyze_log
 
+from ..fixtures.identity import oracle_exists, read_oracle
+
 DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "dumps"
 
 CPU = "CPU: 1 PID: 93 Comm: insmod Tainted: G           OE      6.1.0-56-cloud-amd64 #1  Debian 6.1.192-2"
@@ -289,7 +291,7 @@ def test_title_function_skips_prefix_helpers(frames: tuple[str, ...], func: str 
 
 
 def _corpus() -> list[Path]:
-    return sorted(p for p in DUMPS.iterdir() if (p / "dmesg.txt").is_file())
+    return sorted(p for p in DUMPS.iterdir() if oracle_exists(p / "dmesg.txt"))
 
 
 # The kind each factory scenario is (tests/fixtures/factory/common.py SCENARIOS).
@@ -367,7 +369,7 @@ def crash_title_function(case: Path, manifest: dict) -> str | None:
 @pytest.mark.parametrize("case", _corpus(), ids=lambda p: p.name)
 def test_corpus_titles_name_kind_and_oracle_function(case: Path) -> None:
     m = json.loads((case / "manifest.json").read_text())
-    t = report_title(analyze_log((case / "dmesg.txt").read_bytes(), source=case.name).report)
+    t = report_title(analyze_log(read_oracle(case / "dmesg.txt"), source=case.name).report)
     assert t.kind == SCENARIO_KINDS[m["scenario"]]
     if m["scenario"] == "uau":
         assert t.text.endswith(f"unloaded module {m['last_unloaded']}")
@@ -401,7 +403,7 @@ def test_same_bug_same_title_on_every_kernel() -> None:
     by_cluster: dict[str, set[str]] = {}
     for case in _corpus():
         m = json.loads((case / "manifest.json").read_text())
-        t = report_title(analyze_log((case / "dmesg.txt").read_bytes(), source=case.name).report)
+        t = report_title(analyze_log(read_oracle(case / "dmesg.txt"), source=case.name).report)
         by_cluster.setdefault(m["cluster"], set()).add(t.text)
     assert all(len(titles) == 1 for titles in by_cluster.values()), by_cluster
     assert len({next(iter(t)) for t in by_cluster.values()}) == len(by_cluster)
@@ -446,7 +448,7 @@ LOG_SIGNED = {"hung", "stack"}
 def test_a_real_log_cut_inside_its_oops_is_a_corrupted_report(keep: int) -> None:
     """The 6.1 NULL dereference's own log, cut ``keep`` lines after its headline (before the
     RIP and the trace): the title says the report is corrupted instead of guessing."""
-    text = (DUMPS / "6.1-null-1--kdump-tools" / "dmesg.txt").read_text()
+    text = read_oracle(DUMPS / "6.1-null-1--kdump-tools" / "dmesg.txt").decode()
     lines = text.splitlines()
     head = next(i for i, ln in enumerate(lines) if "BUG: kernel NULL pointer" in ln)
     cut = "\n".join(lines[: head + keep]) + "\n"

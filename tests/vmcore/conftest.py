@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ..fixtures.identity import is_recorded_dump
+from ..fixtures.identity import is_recorded_dump, oracle_exists, read_oracle
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "tests" / "fixtures" / "dumps"
@@ -50,15 +50,15 @@ class Case:
 
     def oracle(self, key: str) -> str | None:
         name = self.manifest.get("oracles", {}).get(key)
-        if not name or not (self.dir / name).exists():
+        if not name or not oracle_exists(self.dir / name):
             return None
-        return (self.dir / name).read_text(errors="replace")
+        return read_oracle(self.dir / name).decode(errors="replace")
 
     def oracle_bytes(self, key: str) -> bytes | None:
         name = self.manifest.get("oracles", {}).get(key)
-        if not name or not (self.dir / name).exists():
+        if not name or not oracle_exists(self.dir / name):
             return None
-        return (self.dir / name).read_bytes()
+        return read_oracle(self.dir / name)
 
 
 def _cases() -> list[Case]:

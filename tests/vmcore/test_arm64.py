@@ -53,7 +53,8 @@ def test_layout_before_5_4_has_the_linear_map_on_top() -> None:
 @pytest.mark.parametrize(("key", "line", "says"), [
     ("PAGESIZE", "PAGESIZE=16384", "16 KiB pages"),
     ("PAGESIZE", "PAGESIZE=65536", "64 KiB pages"),
-    ("NUMBER(VA_BITS)", "NUMBER(VA_BITS)=52", "52-bit VA with 4 KiB pages (LPA2)"),
+    # a 52-bit kernel on a CPU without LPA2 runs with 48-bit VAs (and a shifted PHYS_OFFSET)
+    ("NUMBER(VA_BITS)", "NUMBER(VA_BITS)=52", "TCR_EL1_T1SZ=16 (48-bit VA in use) with VA_BITS=52"),
     ("NUMBER(VA_BITS)", "NUMBER(VA_BITS)=39", "39-bit VA"),
     ("NUMBER(TCR_EL1_T1SZ)", "NUMBER(TCR_EL1_T1SZ)=0xc", "TCR_EL1_T1SZ=12 (52-bit VA in use)"),
 ])
@@ -103,6 +104,45 @@ def test_walk_pages_and_blocks() -> None:
         km.to_phys(0x0000FFFF12345000)
 
 
+def test_walk_52_bit_lpa2() -> None:
+    """52-bit VA with 4 KiB pages (LPA2): a level -1 table of 16 entries from bit 48, and
+    output address bits [51:50] in descriptor bits [9:8]; the linear map from -(1 << 52)."""
+    info = _info(**{"NUMBER(VA_BITS)": "NUMBER(VA_BITS)=52",
+                    "NUMBER(TCR_EL1_T1SZ)": "NUMBER(TCR_EL1_T1SZ)=0xc",
+                    "NUMBER(KERNELPACMASK)": "NUMBER(KERNELPACMASK)=0xfff0000000000000"})
+    lay = arm64_layout(info)
+    assert lay.lpa2 and (lay.page_offset, lay.page_end) == (0xFFF0000000000000,
+                                                            0xFFF8000000000000)
+    pgd = SWAPPER - KIMAGE_VOFFSET
+    base = 0x41000000
+    mem = bytearray(0x1000000)
+    p4d, pud, pmd, pte = 0x41600000, 0x41601000, 0x41602000, 0x41603000
+    v4k, v2m = 0xFFFF800008123000, 0xFFFF800008400000
+
+    def put(table: int, v: int, shift: int, value: int) -> None:
+        index = (v >> shift) & (0xF if shift == 48 else 0x1FF)
+        struct.pack_into("<Q", mem, table - base + 8 * index, value)
+
+    put(pgd, v4k, 48, p4d | 3)
+    put(p4d, v4k, 39, pud | 3)
+    put(pud, v4k, 30, pmd | 3)
+    put(pmd, v4k, 21, pte | 3)
+    put(pmd, v2m, 21, 0x48200000 | 1 << 8 | 0x401)  # 2 MiB block at 1 << 50 | 0x48200000
+    put(pte, v4k, 12, 0x0068000045678000 | 3 << 8 | 0x403)  # OA[51:50] = 3
+
+    def read(a: int, n: int) -> bytes:
+        return bytes(mem[a - base : a - base + n])
+
+    km = Arm64Memory(read, info)
+    assert km.to_phys(v4k + 0x10) == 3 << 50 | 0x45678010
+    assert km.to_phys(v2m + 0x1234) == 1 << 50 | 0x48201234
+    assert km.to_phys(0xFFF0000001234567) == 0x41234567
+    with pytest.raises(AddressNotMapped, match="level -1 entry"):
+        km.to_phys(0xFFFE000000000000)
+    with pytest.raises(AddressNotMapped, match="TTBR1"):
+        km.to_phys(0xFFE0000000000000)
+
+
 def test_strip_pac() -> None:
     pac = "NUMBER(KERNELPACMASK)=0xff7f000000000000"
     lay = arm64_layout(_info(**{"NUMBER(KERNELPACMASK)": pac}))
@@ -138,8 +178,9 @@ def _arm64_kdump(vmcoreinfo: str) -> bytes:
 
 def test_unsupported_layout_cli_exit_1_and_partial_report(
         tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
-    """A 52-bit-VA arm64 dump: `analyze --log` fails with one line naming the layout (exit 1);
-    the report keeps what the header and VMCOREINFO say, flagged partial with the reason."""
+    """A 52-bit-VA arm64 kernel running with 48-bit VAs (no LPA2 in the CPU): `analyze --log`
+    fails with one line naming the layout (exit 1); the report keeps what the header and
+    VMCOREINFO say, flagged partial with the reason."""
     from crashfleet.commands.analyze import main
     from vmcore.analyze import analyze
     from vmcore.source import BytesSource
@@ -150,8 +191,8 @@ def test_unsupported_layout_cli_exit_1_and_partial_report(
     path.write_bytes(_arm64_kdump(text))
     assert main([str(path), "--log"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "arm64 52-bit VA with 4 KiB pages (LPA2)" in err
+    assert "\n" not in err and "arm64 TCR_EL1_T1SZ=16 (48-bit VA in use) with VA_BITS=52" in err
     r = analyze(BytesSource(path.read_bytes())).report
     assert r.partial and r.kernel.arch == "arm64"
     assert r.kernel.release == "6.1.0-56-cloud-arm64"
-    assert any(n.startswith("log: arm64 52-bit VA") for n in r.notes)
+    assert any(n.startswith("log: arm64 TCR_EL1_T1SZ=16") for n in r.notes)

@@ -25,6 +25,7 @@ from vmcore.report import (
 )
 from vmcore.source import LocalFileSource
 
+from ..fixtures.identity import read_oracle
 from .conftest import COMMITTED, Case, real_cases
 
 _HEX = re.compile(r"0x[0-9a-f]+")
@@ -143,7 +144,7 @@ def test_signature_uses_the_same_log_findings() -> None:
     from signature.inputs import log_findings as sig_findings
 
     dump = Path(COMMITTED, "5.10-uau-2--mkd-erase")
-    text = (dump / "dmesg.txt").read_bytes()
+    text = read_oracle(dump / "dmesg.txt")
     r = analyze_log(text, source="x").report
     assert [(f.kind, f.module) for f in sig_findings(r)] == \
         [("use-after-module-unload", "vendordeferio")]

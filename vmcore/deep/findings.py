@@ -28,7 +28,7 @@ class Facts:
     begins (the end of the kernel image mapping); from the log: panic ``klass``, faulting
     data ``fault_address``, ``bug_location`` (file:line); ``line_of`` maps a frame to the
     file:line of its vmlinux address, ``bug_of`` to the file:line its BUG()/WARN() entry in
-    memory records."""
+    memory records; ``in_image`` tells kernel-image addresses."""
 
     frames: tuple[MemFrame, ...]
     modules: tuple[ModuleRecord, ...]
@@ -40,6 +40,8 @@ class Facts:
     line_of: Callable[[MemFrame], str | None]
     modules_start: int = MODULES_VADDR
     bug_of: Callable[[MemFrame], str | None] = lambda _f: None
+    # arm64: the kernel image lies inside the module area (modules are placed around it)
+    in_image: Callable[[int], bool] = lambda _a: False
 
 
 def _thread(f: Facts) -> str | None:
@@ -60,7 +62,8 @@ def _use_after_unload(f: Facts) -> list[FindingInfo]:
     if not f.last_unloaded:
         return []
     for fr in f.frames:
-        if not (fr.exception or fr.reliable) or not in_module_area(fr.address, f.modules_start):
+        if not (fr.exception or fr.reliable) or not in_module_area(fr.address, f.modules_start) \
+                or f.in_image(fr.address):
             continue
         if any(m.contains(fr.address) for m in f.modules):
             continue
