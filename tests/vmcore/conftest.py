@@ -105,14 +105,6 @@ KNOWN_GAPS = {
        for test in ("test_deep_real.py::test_frames_equal_crash_bt",
                     "test_deep_real.py::test_memory_signature_clusters_like_the_log",
                     "test_dump_symbols.py::test_frames_equal_the_pack_and_crash_bt")},
-    **{f"test_deep_real.py::test_bug_and_warn_locations_from_memory_equal_the_log[{case}]":
-       "vmcore/deep/modules.py bug_location reads 5.10's bug-table file name 4 bytes late "
-       "('list_debug.c' where the log says 'lib/list_debug.c')"
-       for case in ("5.10-list-1--mkd-zlib", "5.10-refcount-1--mkd-zlib")},
-    **{f"test_deep_real.py::test_bug_and_warn_locations_from_memory_equal_the_log[{case}]":
-       "vmcore/deep/findings.py makes a 'bug' finding (in delay_tsc, the panic's delay loop) "
-       "for 'BUG: scheduling while atomic', which has no trapping instruction"
-       for case in ("6.1-atomic-1--mkd-zlib", "6.12-atomic-1--mkd-zlib")},
     "test_deep_real.py::test_frames_equal_crash_bt[6.1-atomic-1--mkd-zlib]":
     "drgn 0.3.0 leaves the module's init-section frame unnamed (0xffffffffc05cc00a), so ours "
     "(atomic_init [vendor_atomic]) is not a subsequence of drgn's names",

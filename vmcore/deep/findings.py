@@ -90,6 +90,10 @@ def _null_deref(f: Facts) -> list[FindingInfo]:
 def _bug_warn(f: Facts) -> list[FindingInfo]:
     if f.klass not in ("kernel_bug", "bug", "warning"):
         return []
+    if f.klass == "bug" and not any(fr.exception for fr in f.frames):
+        # a 'BUG: <what>' the kernel reports by printing (scheduling while atomic, sleeping in
+        # atomic context) traps nowhere: the innermost frame is the panic's own delay loop
+        return []
     fr = _fault_frame(f)
     what = "BUG" if f.klass != "warning" else "WARNING"
     evidence = []

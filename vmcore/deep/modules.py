@@ -220,6 +220,17 @@ _BUG = struct.Struct("<iiHH")
 _MAX_BUGS = 200_000
 
 
+def _bug_file(ctx: Context, entry: int, file_disp: int) -> int:
+    """The address of a bug entry's file name. Newer kernels make ``file_disp`` relative to the
+    field itself (``&bug->file_disp + file_disp``), older ones (5.10) to the entry
+    (``bug + file_disp``). The names are packed NUL-terminated strings, so the field-relative
+    reading of an entry-relative table lands 4 bytes inside a name, after a non-NUL byte: that
+    byte tells the layouts apart without a version table."""
+    field = (entry + 4 + file_disp) & (2**64 - 1)
+    before = ctx.read(field - 1, 1)
+    return field if before in (None, b"\0") else (entry + file_disp) & (2**64 - 1)
+
+
 def bug_location(ctx: Context, mods: list[ModuleRecord], addr: int) -> str | None:
     """``file:line`` of the BUG()/WARN() whose trapping instruction is at ``addr``, from the
     bug table in memory (the module's ``bug_table`` or vmlinux's ``__bug_table``)."""
@@ -244,6 +255,6 @@ def bug_location(ctx: Context, mods: list[ModuleRecord], addr: int) -> str | Non
         disp, file_disp, line, _flags = _BUG.unpack_from(raw, i * _BUG.size)
         entry = table + i * _BUG.size
         if (entry + disp) & (2**64 - 1) == addr:
-            name = ctx.cstr((entry + 4 + file_disp) & (2**64 - 1), 256)
+            name = ctx.cstr(_bug_file(ctx, entry, file_disp), 256)
             return f"{name}:{line}" if name else None
     return None
