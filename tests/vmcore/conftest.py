@@ -99,12 +99,6 @@ def real_cases(**match: str) -> list[object]:
 # vmcore's owners: node id (after ``tests/vmcore/``) -> why. Strict: a fix turns the test into
 # an XPASS failure, and its line goes. They only apply where the dump is on the machine.
 KNOWN_GAPS = {
-    **{f"{test}[{case}]": "vmcore/deep does not unwind a task that panicked on the double-fault "
-       "stack ('unwind: no CPU registers on the stack of task')"
-       for case in ("5.10-stack-1--mkd-zlib", "6.1-stack-1--mkd-zlib", "6.12-stack-1--mkd-zlib")
-       for test in ("test_deep_real.py::test_frames_equal_crash_bt",
-                    "test_deep_real.py::test_memory_signature_clusters_like_the_log",
-                    "test_dump_symbols.py::test_frames_equal_the_pack_and_crash_bt")},
     "test_deep_real.py::test_frames_equal_crash_bt[6.1-atomic-1--mkd-zlib]":
     "drgn 0.3.0 leaves the module's init-section frame unnamed (0xffffffffc05cc00a), so ours "
     "(atomic_init [vendor_atomic]) is not a subsequence of drgn's names",

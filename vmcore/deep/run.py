@@ -68,7 +68,20 @@ def _regs_for(ctx: Context, cpus: list[PrStatus], cpu: int, task: TaskRecord
         rsp = p.regs.get("rsp", 0)
         if any(lo <= rsp < hi for lo, hi in stacks.values()):
             return p.regs, stacks
+    # A CPU that panicked on one of its exception (IST) stacks — a double fault after a stack
+    # overflow — has its registers in the CPU entry area: that page is the first stack, and
+    # the overflowed task's stack pointer lies in the guard page below the task's stack.
+    for p in cpus:
+        rsp = p.regs.get("rsp", 0)
+        if _CEA_START <= rsp < _CEA_END and task.stack:
+            page = rsp & ~(_PAGE - 1)
+            return p.regs, {**stacks, "exception": (page, page + _PAGE),
+                            "guard": (task.stack - _PAGE, task.stack)}
     return None, stacks
+
+
+# x86_64 4-level paging: the CPU entry area (per-CPU exception stacks) is one P4D slot
+_CEA_START, _CEA_END, _PAGE = 0xFFFFFE0000000000, 0xFFFFFE8000000000, 4096
 
 
 def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,

@@ -21,7 +21,7 @@ from vmcore.deep.modules import ModuleRecord, module_lookup, module_orc
 
 __all__ = ["MAX_FRAMES", "MemFrame", "Unwind", "symbolize", "unwind"]
 
-MAX_FRAMES = 64
+MAX_FRAMES = 256  # a 16 KiB stack overflowed by recursion holds well over 100 frames
 _SCAN_WORDS = 64
 # ORC_REG_* (arch/x86/include/asm/orc_types.h)
 _UNDEF, _PREV_SP, _DX, _DI, _BP, _SP, _R10, _R13, _BP_IND, _SP_IND = range(10)
