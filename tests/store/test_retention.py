@@ -153,3 +153,34 @@ def test_store_prune_command_on_an_embedded_store(
     store = CrashStore(f"sqlite:///{data / 'crashfleet.sqlite'}")
     assert store.counts()["crashes"] == 5 - old and store.counts()["clusters"] == 3
     store.dispose()
+
+
+def test_the_analyzer_prunes_periodically_while_retain_days_is_set(tmp_path: Path) -> None:
+    import dataclasses
+    import threading
+    import time
+
+    from crashfleet.wiring.analyzer import _start_pruner
+    from foundation.settings import load_settings
+
+    store = CrashStore(f"sqlite:///{tmp_path / 'crashfleet.sqlite'}")
+    store.migrate()
+    _fill(store, LocalObjectStore(tmp_path / "objects"))
+    base = load_settings(None, env={})
+    stop = threading.Event()
+    _start_pruner(base, store, stop)  # retain_days 0 (the default): no pruner
+    settings = dataclasses.replace(base, store=dataclasses.replace(
+        base.store, retain_days=1.0, prune_interval_s=0.05))
+    _start_pruner(settings, store, stop)
+    cutoff = datetime.now(UTC) - timedelta(days=1)
+    kept = sum(rec(e, s, minutes=m).analyzed_at >= cutoff for e, s, _, m in OLD + NEW)
+    try:
+        for _ in range(600):  # a bound on a hung test, not a timing
+            if store.counts()["crashes"] == kept:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert store.counts()["crashes"] == kept
+    assert sum(c.count for c in store.clusters()) == 5
+    store.dispose()
