@@ -76,8 +76,8 @@ def test_prune_keeps_every_total_and_deletes_rows_history_and_objects(
     assert sum(c.count for c in before["clusters"]) == 5
 
     dry = prune(store.engine, older_than=timedelta(days=30), remover=objects, now=NOW,
-                dry_run=True)
-    assert (dry.crashes, dry.objects) == (3, 3 * 4)
+                dry_run=True, batch=2)
+    assert (dry.crashes, dry.objects, dry.batches) == (3, 3 * 4, 2)  # keyset pages
     assert store.counts()["crashes"] == 5 and _keys(objects) == keys_before
 
     done = prune(store.engine, older_than=timedelta(days=30), remover=objects, now=NOW,
