@@ -13,6 +13,8 @@ dump truncated or rewritten in place while its agent ships it (changed just afte
 logs its detection). Dumps are the committed real dumps made distinct by an appended counter,
 renamed into per-host crash directories while the faults run.
 
+Each agent runs as a host of its own (hostname and machine id in private namespaces, when
+root), so that events spread over the partitions as a fleet's do.
 Every dump is accounted for by its identity (the SHA-256 of its final bytes, which names its
 object and its event): stored, dead-lettered, or lost; a dump changed while shipping counts
 once, by its final version (its first version, if it was complete and shipped before the
@@ -60,6 +62,7 @@ class Fleet:
         self.exits: list[tuple[str, float]] = []
         self._starts: dict[str, int] = {}
         self.mounts: list[Path] = []
+        self._unshare: bool | None = None
         for i in range(hosts):
             self._state_fs(tmp / f"host-{i}" / "state")
         for i in range(hosts):
@@ -74,15 +77,30 @@ class Fleet:
             (host / "crash").mkdir(parents=True, exist_ok=True)
             env.update({"CRASHFLEET_AGENT_WATCH_DIRS": str(host / "crash"),
                         "CRASHFLEET_AGENT_STATE_DIR": str(host / "state")})
-            argv = ["agent"]
+            argv = [*self._identity(i), sys.executable, "-m", "crashfleet.cli", "agent"]
         else:
-            argv = ["analyzer"]
+            argv = [sys.executable, "-m", "crashfleet.cli", "analyzer"]
         name = f"{kind}-{i}.log"
         self._starts[name] = self._starts.get(name, 0) + 1
         log = (self.tmp / name).open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "crashfleet.cli", *argv], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
         (self.agents if kind == "agent" else self.analyzers)[i] = proc
+
+    def _identity(self, i: int) -> list[str]:
+        """A command prefix giving agent ``i`` a host of its own — hostname and
+        /etc/machine-id, in private UTS and mount namespaces (root) — so that its events are
+        keyed, and spread over the partitions, as a fleet's are; [] when that cannot be done."""
+        if self._unshare is None:
+            self._unshare = subprocess.run(["unshare", "--mount", "--uts", "true"],
+                                           capture_output=True).returncode == 0 \
+                and Path("/etc/machine-id").is_file()
+        if not self._unshare:
+            return []
+        mid = self.tmp / f"host-{i}" / "machine-id"
+        mid.write_text(hashlib.md5(f"chaos-host-{i}".encode()).hexdigest() + "\n")
+        return ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c",
+                'mount --bind "$1" /etc/machine-id && hostname "$2" && shift 2 && exec "$@"',
+                "sh", str(mid), f"chaos-host-{i}"]
 
     def _state_fs(self, state: Path) -> None:
         """The agent's state directory on a tmpfs of its own, so that it can be filled (needs
