@@ -201,10 +201,10 @@ class Ledger:
         return self.paths[-1]
 
     def change(self, i: int, how: str) -> None:
-        """Truncate dump ``i`` to half its size, or rewrite its last 8 bytes in place."""
+        """Truncate dump ``i`` to about half its size, or rewrite its last 8 bytes in place."""
         path = self.paths[i]
-        if how == "truncated":
-            os.truncate(path, path.stat().st_size // 2)
+        if how == "truncated":  # at a length of its own: two truncated copies never match
+            os.truncate(path, path.stat().st_size // 2 + i)
         else:
             with path.open("r+b") as f:
                 f.seek(-8, os.SEEK_END)
