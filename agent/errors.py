@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from foundation.errors import CrashfleetError
 
-__all__ = ["AgentError", "DumpChanged", "DumpRefused", "PermanentAgentError"]
+__all__ = ["AgentError", "DumpChanged", "DumpRefused", "JournalUnwritable", "PermanentAgentError"]
 
 
 class AgentError(CrashfleetError):
@@ -22,6 +22,13 @@ class AgentError(CrashfleetError):
 
 class DumpChanged(AgentError):
     """The file changed while it was being read (still being written?): retry later."""
+
+    retryable = True
+
+
+class JournalUnwritable(AgentError):
+    """The journal could not be written (its file system full, an I/O error, locked): nothing
+    was recorded; the agent waits and tries the same step again."""
 
     retryable = True
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.errors import JournalUnwritable
 from ingest.objectstore import PartInfo
 
 __all__ = ["DumpRow", "Journal", "OutboxRow", "State"]
@@ -139,13 +140,23 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; ``JournalUnwritable`` when SQLite cannot write (a full file
+        system, an I/O error, a lock held too long) — nothing of it is recorded."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT may leave the transaction open (SQLite rolls back on a full
+                # disk only sometimes): without this every later BEGIN would fail too.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise JournalUnwritable(
+                f"agent.state_dir {str(self.path.parent)!r}: cannot write the agent's journal "
+                f"({exc}); free space on that file system or make it writable") from exc
 
     def close(self) -> None:
         self._db.close()

@@ -24,7 +24,7 @@ class AgentMetrics:
         self.bytes_uploaded = Counter("crashfleet_agent_uploaded_bytes_total",
                                       "Bytes sent to the object store.", registry=registry)
         self.failures = Counter("crashfleet_agent_failures_total",
-                                "Failed attempts, by stage (upload, publish, read, scan).",
+                                "Failed attempts, by stage (upload, publish, read, scan, journal).",
                                 ["stage"], registry=registry)
         self.refused = Counter("crashfleet_agent_refused_total",
                                "Files refused (symbolic links, hard links, wrong owner or "
@@ -40,7 +40,7 @@ class AgentMetrics:
         self.last_success = Gauge("crashfleet_agent_last_success_timestamp_seconds",
                                   "When a dump was last shipped (Unix time).",
                                   registry=registry)
-        for stage in ("upload", "publish", "read", "scan"):
+        for stage in ("upload", "publish", "read", "scan", "journal"):
             self.failures.labels(stage=stage)
         for kind in ("dumps", "events"):
             self.backlog.labels(kind=kind)

@@ -18,7 +18,7 @@ import structlog
 
 from agent.announce import DumpKeys, crash_event
 from agent.discovery import Candidate, is_open_for_writing, scan, scan_spool
-from agent.errors import DumpRefused
+from agent.errors import DumpRefused, JournalUnwritable
 from agent.facts import DumpFacts, FactsReader
 from agent.inotify import Inotify
 from agent.journal import DumpRow, Journal
@@ -26,8 +26,8 @@ from agent.listing import Lister
 from agent.metrics import AgentMetrics
 from agent.retention import remove_dump, select_for_removal
 from agent.safeopen import open_below, root_of
-from agent.streamindex import StreamIndex
-from agent.upload import RateLimiter, Uploader, head_or_none
+from agent.streamindex import StreamIndex, ship_index
+from agent.upload import RateLimiter, Uploader
 from foundation.backoff import backoff_s
 from foundation.errors import CrashfleetError, is_retryable
 from foundation.logs import LogThrottle
@@ -36,8 +36,6 @@ from ingest.errors import RetryableIngestError
 from ingest.eventlog import EventProducer
 from ingest.events import HostIdentity
 from ingest.objectstore import ObjectStore
-from vmcore.formats.flattened import INDEX_SUFFIX
-from vmcore.source import LocalFileSource
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -120,6 +118,8 @@ class Agent:
         for root in self.cfg.watch_dirs:
             try:
                 new += self._scan_root(root, now)
+            except JournalUnwritable:
+                raise  # every other root would meet it too: the loop waits (``run``)
             except Exception:
                 # One unreadable or hostile directory must not stop the others, nor the loop.
                 self.metrics.failures.labels(stage="scan").inc()
@@ -139,6 +139,8 @@ class Agent:
         for c in candidates:
             try:
                 new += self._consider(root, c, now)
+            except JournalUnwritable:
+                raise
             except Exception:
                 # A bug met on one entry (a name, a file nothing anticipated) must not hide
                 # the other dumps: this entry is looked at again on the next scan.
@@ -233,6 +235,8 @@ class Agent:
             structlog.contextvars.bind_contextvars(dump=name_text(row.path))
             try:
                 self._ship(row)
+            except JournalUnwritable:
+                raise  # nothing can be journaled, not even the failure: the loop waits
             except CrashfleetError as exc:
                 if is_retryable(exc):
                     retry_in = self._retry_later(row, str(exc))
@@ -318,30 +322,13 @@ class Agent:
         )
         index_key = None
         if builder is not None:
-            index_key = self._ship_index(by_fd, base, sha, builder, result.already_stored)
+            index_key = ship_index(self.store, by_fd, base, sha, builder,
+                                   result.already_stored)
         log.info("dump.uploaded", key=base, sent_bytes=result.sent_bytes,
                  reused_parts=result.reused_parts, already_stored=result.already_stored,
                  seconds=round(time.monotonic() - t_hashed, 3),
                  header_and_hash_seconds=round(t_hashed - t0, 3))
         return base, index_key
-
-    def _ship_index(self, by_fd: str, base: str, sha: str, builder: StreamIndex,
-                    already_stored: bool) -> str | None:
-        """Store a flattened dump's index beside it; its key, or None when the index could not
-        be built (the dump ships all the same: the analyzer reports what is wrong)."""
-        index_key = base + INDEX_SUFFIX
-        if already_stored and head_or_none(self.store, index_key) is not None:
-            return index_key
-        if already_stored:  # stored before, its index was not
-            with LocalFileSource(by_fd) as src:
-                index = builder.scan(src)
-        else:
-            index = builder.finish()
-        if index is None:
-            log.warning("dump.index_failed", error=name_text(str(builder.error)))
-            return None
-        self.store.put(index_key, index, {"sha256": sha})
-        return index_key
 
     def _announce(self, row: DumpRow, sha: str, facts: DumpFacts, key: str | None,
                   dmesg_key: str | None, index_key: str | None) -> None:
@@ -477,6 +464,15 @@ class Agent:
                 try:
                     last_scan = self._pass(last_scan)
                     errors = 0
+                except JournalUnwritable as exc:
+                    # A full disk under the state directory: one line while it lasts, then
+                    # the same steps again (the dumps wait where they are).
+                    self.metrics.failures.labels(stage="journal").inc()
+                    level = log.warning if self._throttle.allow(str(exc)) else log.debug
+                    level("journal.unwritable", error=name_text(str(exc)))
+                    errors += 1
+                    stop.wait(self._backoff(errors))
+                    continue
                 except Exception:
                     # Whatever a pass meets, the agent stays alive (a dead thread would switch
                     # collection off while the process looks healthy): log, wait, go on.

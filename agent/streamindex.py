@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import structlog
+
+from agent.upload import head_or_none
+from foundation.text import name_text
+from ingest.objectstore import ObjectStore
 from vmcore.errors import AnalyzerError
-from vmcore.formats.flattened import FlatIndexBuilder, build_index
+from vmcore.formats.flattened import INDEX_SUFFIX, FlatIndexBuilder, build_index
 from vmcore.source import LocalFileSource
 
-__all__ = ["StreamIndex"]
+__all__ = ["StreamIndex", "ship_index"]
+
+log = structlog.get_logger("crashfleet.agent")
 
 
 class StreamIndex:
@@ -39,3 +46,23 @@ class StreamIndex:
         except AnalyzerError as exc:
             self.error = exc
             return None
+
+
+def ship_index(store: ObjectStore, by_fd: str, base: str, sha: str, builder: StreamIndex,
+               already_stored: bool) -> str | None:
+    """Store a flattened dump's index beside it (``base`` + the index suffix); its key, or
+    None when the index could not be built (the dump ships all the same: the analyzer reports
+    what is wrong). ``by_fd`` names the open dump, read again if it was stored before."""
+    index_key = base + INDEX_SUFFIX
+    if already_stored and head_or_none(store, index_key) is not None:
+        return index_key
+    if already_stored:  # stored before, its index was not
+        with LocalFileSource(by_fd) as src:
+            index = builder.scan(src)
+    else:
+        index = builder.finish()
+    if index is None:
+        log.warning("dump.index_failed", error=name_text(str(builder.error)))
+        return None
+    store.put(index_key, index, {"sha256": sha})
+    return index_key

@@ -19,7 +19,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -102,12 +102,21 @@ class AnalyzerLoop:
         self._inflight: deque[tuple[Record, Future[Processed] | None]] = deque()
         self._finished: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._last_commit = 0.0
+        # A rebalance hands the finished offsets of revoked partitions over on the consumer's
+        # I/O thread (``_on_revoke``), while this loop waits in poll.
+        self._lock = threading.Lock()
+        self._running = False
+        self.revoke_commits = 0  # commits made as partitions were revoked
+        on_revoke = getattr(consumer, "on_revoke", None)
+        if on_revoke is not None:
+            on_revoke(self._on_revoke, self._revoke_committed)
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> int:
         """Handle events until ``stop`` (or, with ``idle_exit_s``, until nothing arrived for
         that long); returns how many events were handled."""
         handled = 0
         idle_since = time.monotonic()
+        self._running = True
         pool = ThreadPoolExecutor(self.cfg.in_flight, thread_name_prefix="analyze") \
             if self.cfg.in_flight > 1 else None
         try:
@@ -128,6 +137,9 @@ class AnalyzerLoop:
         except _Stopped:
             pass  # what is not committed is redelivered after the restart
         finally:
+            with self._lock:  # a close after a stop commits nothing more (see _on_revoke)
+                self._running = False
+                self._finished.clear()
             self._inflight.clear()
             self._pending.clear()
             if pool is not None:
@@ -192,8 +204,34 @@ class AnalyzerLoop:
             self.health.all_up(_PROCESSING_DEPS)
             self._announce(done, stop)
             break
-        self._finished[record.tp] = record.offset + 1
+        with self._lock:
+            self._finished[record.tp] = record.offset + 1
         return True
+
+    def _on_revoke(self, revoked: set[TopicPartition], lost: bool) -> dict[TopicPartition, int]:
+        """The finished offsets of ``revoked`` partitions, to be committed before they go
+        (their announcements made durable first); nothing when the member was evicted
+        (``lost``) or the loop is not running. Events of those partitions still in hand are
+        abandoned: ``_handle`` drops them, uncommitted, and their new owner does them."""
+        with self._lock:
+            offsets = {tp: self._finished.pop(tp) for tp in revoked if tp in self._finished}
+            if lost or not self._running or not offsets:
+                return {}
+        try:
+            self.producer.flush(timeout_s=self.cfg.flush_timeout_s)
+        except Exception as exc:  # not durable, so not committed: the new owner redoes them
+            self._revoke_committed(offsets, exc)
+            return {}
+        return offsets
+
+    def _revoke_committed(self, offsets: Mapping[TopicPartition, int],
+                          error: Exception | None) -> None:
+        parts = {f"{tp.topic}/{tp.partition}": off for tp, off in offsets.items()}
+        if error is None:
+            self.revoke_commits += 1
+            log.info("partitions.revoked_committed", offsets=parts)
+        else:
+            log.warning("partitions.revoked_uncommitted", offsets=parts, error=str(error)[:300])
 
     def _announce(self, done: Processed, stop: threading.Event) -> None:
         self.metrics.seconds.observe(done.seconds)
@@ -233,7 +271,8 @@ class AnalyzerLoop:
     def _commit_finished(self, stop: threading.Event, *, force: bool) -> None:
         """Commit the finished offsets (at most every ``commit_interval_s`` unless forced);
         announcements and dead letters are made durable first. Offsets of partitions no
-        longer assigned are left to their new owner (it redoes them; the store dedupes)."""
+        longer assigned are not committed here: a rebalance committed them as it revoked the
+        partition (``_on_revoke``), or their new owner redoes them (the store dedupes)."""
         if not self._finished or (not force and time.monotonic() - self._last_commit
                                   < self.cfg.commit_interval_s):
             return
@@ -242,12 +281,14 @@ class AnalyzerLoop:
 
         def commit() -> None:
             mine = self.consumer.assignment()
-            offsets = {tp: off for tp, off in self._finished.items() if tp in mine}
+            with self._lock:
+                offsets = {tp: off for tp, off in self._finished.items() if tp in mine}
             if offsets:
                 self.consumer.commit(offsets)
 
         self._until_done("event_log", stop, commit)
-        self._finished.clear()
+        with self._lock:
+            self._finished.clear()
         self._last_commit = time.monotonic()
 
     def _until_done(self, dependency: str, stop: threading.Event,

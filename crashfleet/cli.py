@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "web": (_C + "web", "serve the triage web UI and JSON API"),
     "dlq": (_C + "dlq", "list, show and replay dead-lettered events"),
     "reanalyze": (_C + "reanalyze", "re-analyze stored crashes through the reprocessing topic"),
+    "store": (_C + "prune", "maintain the crash store: prune old crashes (retention)"),
 }
 
 

@@ -125,6 +125,19 @@ class StoreSettings:
     password_file: str = setting(
         "", "File holding the PostgreSQL password (mode 0600 or 0400, owned by this user or "
         "root), so the URL carries none.")
+    # Retention (issue 17): old crashes go, their clusters' totals stay.
+    retain_days: float = setting(
+        0.0, "Crashes stored more than this many days ago are pruned (crashfleet store prune, "
+        "and the analyzer every prune_interval_s); their clusters keep their counts, first "
+        "and last seen and per-day counts. 0: crashes are kept forever.", minimum=0.0)
+    prune_objects: bool = setting(
+        False, "Pruning also deletes the pruned crashes' dumps (with their index and kernel "
+        "log) and reports from the object store.")
+    prune_batch: int = setting(
+        500, "Crashes pruned per transaction (a large prune is many short ones).", minimum=1)
+    prune_interval_s: float = setting(
+        3600.0, "How often each analyzer prunes while retain_days is set; 0: only by hand "
+        "(crashfleet store prune).", minimum=0.0)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ within ``request_timeout_s``; a broker that stops answering later makes ``flush`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +178,31 @@ class KafkaProducer:
             self._producer._closed = True
 
 
+# What a consumer's owner hands over when partitions are revoked (``lost``: the member was
+# evicted, nothing can be committed): the offsets to commit for them before they go.
+RevokeHook = Callable[[set[TopicPartition], bool], Mapping[TopicPartition, int]]
+# Told how that commit went: the offsets, and the error (None: committed).
+RevokeReport = Callable[[Mapping[TopicPartition, int], Exception | None], None]
+
+
+class _RevokeListener(kafka.AsyncConsumerRebalanceListener):
+    """Runs on the consumer's I/O thread, before the partitions are given up (and when the
+    consumer closes); commits what the owner's hook hands over, awaiting the commit so the
+    I/O loop (heartbeats) keeps running meanwhile."""
+
+    def __init__(self, owner: KafkaConsumer):
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._owner._revoked(revoked, lost=False)
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        await self._owner._revoked(lost, lost=True)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
+
 class KafkaConsumer:
     """A member of consumer group ``group_id`` subscribed to ``topics``; manual commits."""
 
@@ -202,8 +227,33 @@ class KafkaConsumer:
         )
         self._consumer = _connect("consumer", kafka.KafkaConsumer, bootstrap_servers,
                                   request_timeout_s, config)
-        self._consumer.subscribe(list(topics))
+        self._revoke: tuple[RevokeHook, RevokeReport] | None = None
+        self._consumer.subscribe(list(topics), listener=_RevokeListener(self))
         self._timeout_ms = max(int(request_timeout_s * 1000), 1000)
+
+    def on_revoke(self, hook: RevokeHook, report: RevokeReport) -> None:
+        """Before partitions are given up in a rebalance, commit the offsets ``hook`` hands
+        over for them (it is called on the consumer's I/O thread, while ``poll`` runs the
+        rebalance); ``report`` says how the commit went."""
+        self._revoke = (hook, report)
+
+    async def _revoked(self, partitions: Any, *, lost: bool) -> None:
+        if self._revoke is None:
+            return
+        hook, report = self._revoke
+        offsets = hook({TopicPartition(tp.topic, tp.partition) for tp in partitions}, lost)
+        if lost or not offsets:
+            return
+        try:
+            # The coordinator's own commit, awaited on its loop: a blocking commit() from the
+            # I/O thread is refused by kafka-python (it would wait on itself).
+            await self._consumer._coordinator._commit_offsets_sync_async({
+                kafka.TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
+                for tp, off in offsets.items()}, self._timeout_ms)
+        except Exception as exc:  # the group moved on: the new owner redoes them
+            report(offsets, exc)
+            return
+        report(offsets, None)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         assigned = self._consumer.assignment()

@@ -84,6 +84,11 @@ failures = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("dead_lettered", sa.Boolean, nullable=False),
     sa.Column("last_at", _TS, nullable=False),
+    # migration 0006_faults2: crashfleet dlq replay marks the rows it re-published; a later
+    # store of the event resolves the row
+    sa.Column("replayed_at", _TS),
+    sa.Column("replays", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resolved_at", _TS),
 )
 
 # -- web read model (migration 0002_web) ------------------------------------------------------

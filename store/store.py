@@ -213,6 +213,7 @@ class CrashStore:
                 return RecordOutcome(False, cluster_id, False, False, False, ())
 
             self._count(conn, sig.id, cluster_id, seen_at, +1)
+            _resolve_failure(conn, rec.event_id, now)
 
             update_aggregates(conn, self._insert, cluster_id=cluster_id, seen_at=seen_at,
                               kernel=rec.kernel_release, host=rec.host, taint=sig.taint,
@@ -302,7 +303,7 @@ class CrashStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=[failures.c.event_id],
             set_={"error": error[:4000], "attempts": attempts,
-                  "dead_lettered": dead_lettered, "last_at": now},
+                  "dead_lettered": dead_lettered, "last_at": now, "resolved_at": None},
         )
         with unavailable_as_retryable(self.safe_url), self.engine.begin() as conn:
             conn.execute(stmt)
@@ -445,6 +446,13 @@ def _top(counts: dict[str, int], k: int) -> dict[str, int]:
 def crash_arch(arch: str | None) -> str:
     """The stored architecture of a crash: the report's (bounded), "unknown" when absent."""
     return (arch or "unknown")[:16]
+
+
+def _resolve_failure(conn: sa.Connection, event_id: str, now: datetime) -> None:
+    """A stored event resolves its failure row, if any (a replayed dead letter)."""
+    conn.execute(sa.update(failures).where(failures.c.event_id == event_id,
+                                           failures.c.resolved_at.is_(None))
+                 .values(resolved_at=now))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,6 +3,11 @@ the cluster table."""
 
 from __future__ import annotations
 
+import random
+import threading
+from datetime import timedelta
+from typing import Any
+
 import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -79,6 +84,8 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None,
                       objects=S3ObjectStore.from_settings(settings.s3), store=store,
                       metrics=metrics, symbols=pack_provider(open_cache(settings, registry)))
     stop = stop_on_signals("analyzer")
+    if not reanalysis:
+        _start_pruner(settings, store, stop)
     log.info("analyzer.start", group=group, topic=topic)
     try:
         handled = finish_within(lambda: loop.run(stop, idle_exit_s=exit_when_idle), stop,
@@ -91,3 +98,33 @@ def run_analyzer(settings: Settings, *, exit_when_idle: float | None = None,
         store.dispose()
     log.info("analyzer.done", handled=handled)
     return 0
+
+
+def _start_pruner(settings: Settings, store: CrashStore, stop: threading.Event) -> None:
+    """Prune the store every ``store.prune_interval_s`` (jittered, so that analyzers started
+    together spread out) while ``store.retain_days`` is set; a prune stops with the process
+    between two batches, and the next one carries on."""
+    s = settings.store
+    if s.retain_days <= 0 or s.prune_interval_s <= 0:
+        return
+    from store.retention import prune
+
+    remover: Any = None
+    if s.prune_objects:
+        from ingest.s3 import S3ObjectStore
+
+        remover = S3ObjectStore.from_settings(settings.s3)
+
+    def run() -> None:
+        while not stop.wait(s.prune_interval_s * random.uniform(0.5, 1.0)):
+            try:
+                r = prune(store.engine, older_than=timedelta(days=s.retain_days),
+                          remover=remover, batch=s.prune_batch, should_stop=stop.is_set)
+            except Exception as exc:  # an outage or a bug: the next turn tries again
+                log.warning("store.prune_failed", error=str(exc)[:300])
+                continue
+            if r.crashes:
+                log.info("store.pruned", crashes=r.crashes, objects=r.objects,
+                         batches=r.batches, complete=r.complete)
+
+    threading.Thread(target=run, name="store-prune", daemon=True).start()

@@ -111,3 +111,14 @@ def test_dead_letters_are_keyed_listed_and_replayed_once(
     assert events.labels(outcome="stored")._value.get() == 1
     assert events.labels(outcome="duplicate")._value.get() == 1
     assert events.labels(outcome="dead_lettered")._value.get() == 0
+
+    # Replay marked the failure row (twice); the store of the event resolved it.
+    code, out = _cli(capsys, "dlq", "list", "--data", str(tmp_path), "--json")
+    marks = {r["key"]: r for r in json.loads(out)}
+    assert marks[event.event_id]["replays"] == 2 and marks[event.event_id]["replayed_at"]
+    assert marks[event.event_id]["resolved_at"] is not None
+    assert marks[raw_key]["replays"] == 0 and marks[raw_key]["resolved_at"] is None
+    code, out = _cli(capsys, "dlq", "list", "--data", str(tmp_path), "--not-replayed")
+    assert raw_key in out and event.event_id not in out and out.endswith("1 dead letter\n")
+    code, out = _cli(capsys, "dlq", "list", "--data", str(tmp_path))
+    assert "replayed 2x" in out
