@@ -148,6 +148,9 @@ class ClusterDetail:
     # How the signature of the cluster's newest crash was made (JSON text), and that crash.
     explanation: str | None = None
     explanation_event: str | None = None
+    # whether older crashes follow this page; the summary's count keeps pruned crashes, so
+    # pages are not counted from it
+    more_crashes: bool = False
 
 
 def _title(row: Any) -> str:
@@ -354,7 +357,7 @@ def cluster_detail(engine: sa.Engine, cluster_id: str, *, crash_limit: int = 100
                 sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
         crash_rows = conn.execute(_crash_select().where(crashes.c.cluster_id == cluster_id)
                                   .order_by(crashes.c.analyzed_at.desc(), crashes.c.event_id)
-                                  .limit(crash_limit).offset(crash_offset)).all()
+                                  .limit(crash_limit + 1).offset(crash_offset)).all()
         sigs = tuple((str(i), str(t), int(n)) for i, t, n in conn.execute(
             sa.select(signatures.c.id, signatures.c.text, signatures.c.count)
             .where(signatures.c.cluster_id == cluster_id)
@@ -364,9 +367,10 @@ def cluster_detail(engine: sa.Engine, cluster_id: str, *, crash_limit: int = 100
                               .where(crashes.c.cluster_id == cluster_id)
                               .order_by(crashes.c.analyzed_at.desc(), crashes.c.event_id)
                               .limit(1)).first()
-    return ClusterDetail(summary, facets, totals, _crash_entries(crash_rows), similar, sigs,
-                         explanation=newest.explanation if newest else None,
-                         explanation_event=newest.event_id if newest else None)
+    return ClusterDetail(summary, facets, totals, _crash_entries(crash_rows[:crash_limit]),
+                         similar, sigs, explanation=newest.explanation if newest else None,
+                         explanation_event=newest.event_id if newest else None,
+                         more_crashes=len(crash_rows) > crash_limit)
 
 
 def _similar(conn: sa.Connection, row: Any, now: datetime,

@@ -102,7 +102,7 @@ def cluster(request: Request, cluster_id: ClusterId,
                         for s, score in d.similar],
             "explanation": _explanation(d.explanation),
             "explanation_event_id": d.explanation_event if d.explanation else None,
-            "crashes": [crash_json(c) for c in d.crashes]}
+            "crashes": [crash_json(c) for c in d.crashes], "more_crashes": d.more_crashes}
 
 
 @router.get("/crashes/{event_id}", summary="One crash with its stored report",

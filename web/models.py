@@ -122,3 +122,5 @@ class ClusterDetailOut(ClusterOut):
     explanation: Any = Field(description="how the newest crash's signature was made (JSON)")
     explanation_event_id: str | None
     crashes: list[CrashOut]
+    more_crashes: bool = Field(description="whether older crashes follow this page (the "
+                               "cluster's count includes crashes pruned by retention)")

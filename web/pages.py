@@ -55,7 +55,7 @@ def cluster_page(request: Request, cluster_id: ClusterId,
     if detail is None:
         raise HTTPException(404, f"no cluster {cluster_id}")
     return ctx.render(request, "cluster.html", d=detail, c=detail.summary, page=page,
-                      pages=max(1, -(-detail.summary.count // per)),
+                      more=detail.more_crashes,
                       auth=ctx.access.configured, token_needed=bool(ctx.access.token))
 
 

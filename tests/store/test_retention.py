@@ -184,3 +184,21 @@ def test_the_analyzer_prunes_periodically_while_retain_days_is_set(tmp_path: Pat
     assert store.counts()["crashes"] == kept
     assert sum(c.count for c in store.clusters()) == 5
     store.dispose()
+
+
+def test_cluster_pages_follow_the_crashes_kept_not_the_count(
+        store: CrashStore, tmp_path: Path) -> None:
+    """After a prune the cluster keeps its count (3 use-after-unload crashes) but only one of
+    them is left: the crash list offers no page beyond the kept crashes."""
+    from store.views import cluster_detail
+
+    _fill(store, LocalObjectStore(tmp_path / "objects"))
+    prune(store.engine, older_than=timedelta(days=30), now=NOW)
+    with store.engine.connect() as conn:
+        (cid,) = conn.execute(sa.select(crashes.c.cluster_id)
+                              .where(crashes.c.event_id == "n1")).one()
+    first = cluster_detail(store.engine, cid, crash_limit=1, now=NOW)
+    assert first is not None and first.summary.count >= 2
+    assert [c.event_id for c in first.crashes] == ["n1"] and not first.more_crashes
+    second = cluster_detail(store.engine, cid, crash_limit=1, crash_offset=1, now=NOW)
+    assert second is not None and second.crashes == () and not second.more_crashes
