@@ -22,7 +22,8 @@ from foundation.errors import is_retryable
 from store.errors import StoreUnavailable
 from symbol_cache.errors import SymbolCacheError
 
-__all__ = ["DEPENDENCIES", "DependencyHealth", "OutageTap", "dependency_of"]
+__all__ = ["DEPENDENCIES", "AssignmentWatch", "DependencyHealth", "OutageTap",
+           "dependency_of"]
 
 log = structlog.get_logger("crashfleet.analyzer")
 
@@ -132,3 +133,39 @@ class DependencyHealth:
     def all_up(self, dependencies: tuple[str, ...] = DEPENDENCIES) -> None:
         for dep in dependencies:
             self.up(dep)
+
+
+class AssignmentWatch:
+    """Whether this member of the consumer group holds partitions:
+    ``crashfleet_analyzer_partitions_assigned``, and one log line when it has held none for
+    ``alarm_s`` although its polls succeed (``consumer.unassigned``, with the member state
+    kafka-python reports: a member that never gets an assignment from a broker that answers
+    is silent otherwise) and one when it holds partitions again (``consumer.assigned``).
+    Not a dependency outage: a group with more members than partitions leaves some idle."""
+
+    def __init__(self, registry: CollectorRegistry, alarm_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.gauge = Gauge("crashfleet_analyzer_partitions_assigned",
+                           "Partitions of the consumed topic assigned to this worker.",
+                           registry=registry)
+        self.alarm_s = alarm_s
+        self._clock = clock
+        self._none_since: float | None = clock()
+        self.alarmed = False
+
+    def seen(self, assigned: int, group_state: str | None = None) -> None:
+        """After a poll that did not fail: ``assigned`` partitions held now."""
+        self.gauge.set(assigned)
+        now = self._clock()
+        if assigned:
+            if self.alarmed:
+                log.info("consumer.assigned", partitions=assigned,
+                         unassigned_s=round(now - (self._none_since or now), 1))
+            self._none_since, self.alarmed = None, False
+            return
+        if self._none_since is None:
+            self._none_since = now
+        if not self.alarmed and now - self._none_since >= self.alarm_s:
+            self.alarmed = True
+            log.warning("consumer.unassigned", unassigned_s=round(now - self._none_since, 1),
+                        group_state=group_state or "unknown")

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from analyzer.health import DependencyHealth
+from analyzer.health import AssignmentWatch, DependencyHealth
 from store import CrashStore
 
 __all__ = ["METRIC_NAMES", "AnalyzerMetrics", "StoreCollector"]
@@ -124,3 +124,4 @@ class AnalyzerMetrics:
                                   "When this worker last stored a crash (Unix time).",
                                   registry=registry)
         self.health = DependencyHealth(registry)
+        self.assignment = AssignmentWatch(registry, alarm_s=60.0)

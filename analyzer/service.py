@@ -59,6 +59,13 @@ class LoopConfig:
     poll_timeout_s: float = 1.0
     # One flush waits at most this long, so a stop is seen while Kafka does not answer.
     flush_timeout_s: float = 3.0
+    # No partition assigned for this long while polls succeed: one ``consumer.unassigned``
+    # line (see ``AssignmentWatch``).
+    unassigned_alarm_s: float = 60.0
+    # On a revoke the announcements are made durable before their offsets are committed,
+    # waiting at most this long: the hook runs on the consumer's I/O thread, whose
+    # heartbeats wait meanwhile (acks take milliseconds when Kafka is well).
+    revoke_flush_s: float = 0.5
 
 
 def failure_key(event_id: str | None, raw: bytes) -> str:
@@ -107,6 +114,7 @@ class AnalyzerLoop:
         self._lock = threading.Lock()
         self._running = False
         self.revoke_commits = 0  # commits made as partitions were revoked
+        self.metrics.assignment.alarm_s = cfg.unassigned_alarm_s
         on_revoke = getattr(consumer, "on_revoke", None)
         if on_revoke is not None:
             on_revoke(self._on_revoke, self._revoke_committed)
@@ -175,6 +183,9 @@ class AnalyzerLoop:
             return []
         if lag is not None:
             self.metrics.lag.set(lag)
+        group_state = getattr(self.consumer, "group_state", None)
+        if group_state is not None:  # a consumer-group member (Kafka)
+            self.metrics.assignment.seen(len(self.consumer.assignment()), group_state())
         return records
 
     def _handle(self, record: Record, stop: threading.Event,
@@ -218,7 +229,11 @@ class AnalyzerLoop:
             if lost or not self._running or not offsets:
                 return {}
         try:
-            self.producer.flush(timeout_s=self.cfg.flush_timeout_s)
+            # Briefly: this runs on the consumer's I/O thread, and a flush that waits long
+            # (Kafka slow or just back) stalls its heartbeats and the rebalance it is part of.
+            # Announcements still unacknowledged then are not durable: their offsets are not
+            # committed, and the new owner redoes those events (the store dedupes).
+            self.producer.flush(timeout_s=self.cfg.revoke_flush_s)
         except Exception as exc:  # not durable, so not committed: the new owner redoes them
             self._revoke_committed(offsets, exc)
             return {}

@@ -306,6 +306,15 @@ class KafkaConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def group_state(self) -> str:
+        """The member's state as kafka-python has it (read-only, for health):
+        ``stable``, ``rebalancing`` (a JoinGroup/SyncGroup in flight), ``unjoined``, or
+        ``no-coordinator`` while no group coordinator is known."""
+        coordinator = self._consumer._coordinator
+        if coordinator.coordinator_id is None:
+            return "no-coordinator"
+        return str(coordinator.state).strip("<>")
+
     def lag(self) -> int | None:
         # The high watermark as last reported by fetches (Tansu under-reports it after
         # batched produces, so this is a lower bound there).
