@@ -20,26 +20,16 @@ from vmcore.arm64 import Arm64Memory
 from vmcore.arm64_deep import Arm64Context
 from vmcore.arm64_stack import MAX_FRAMES, arm64_unwind
 from vmcore.errors import PageExcluded
-from vmcore.report import Report
 from vmcore.source import LocalFileSource
 from vmcore.symbols import KernelSymbols
 from vmcore.x86_64 import KernelMemory
 
 from .conftest import Case, real_cases
 from .test_arm64 import _info
-from .test_deep_real import _pack
+from .test_deep_real import _pack, _report
 
-_REPORTS: dict[str, Report] = {}
 FINDING = {"uau": "use-after-module-unload", "null": "null-pointer-dereference",
            "bugon": "bug", "warn": "warning"}
-
-
-def _report(case: Case) -> Report:
-    if case.name not in _REPORTS:
-        pack = _pack(case.manifest["kernel_release"])
-        with LocalFileSource(case.dump) as src:
-            _REPORTS[case.name] = analyze(src, symbols=lambda _info: pack).report
-    return _REPORTS[case.name]
 
 
 @pytest.mark.parametrize("case", real_cases(arch="arm64"))
