@@ -246,8 +246,11 @@ def _with_memory(report: Report, dump: Dump, info: VmcoreInfo, symbols: PackProv
         else:
             notes.extend(f"symbols: {n}" for n in own.notes)
             done = _deep(report, mem, dump, info, own, oa, notes, arch)
+            late = tuple(f"symbols: {n}" for n in own.late_notes())
             if done is not None:
-                return dataclasses.replace(done, partial=done.partial or bool(own.notes))
+                return dataclasses.replace(done, notes=(*done.notes, *late),
+                                           partial=done.partial or bool(own.notes or late))
+            notes.extend(late)
     failed = any(n.startswith("memory:") for n in notes)
     return dataclasses.replace(report, notes=(*report.notes, *notes),
                                partial=report.partial or failed)

@@ -14,12 +14,10 @@ becomes a note and an empty table, so the analysis still runs and is flagged par
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmcore.btf import StructLayout, member_offset, parse_btf_structs
+from vmcore.btf import BtfTypes, StructLayout, lazy_btf_types, member_offset
 from vmcore.errors import AnalyzerError, BadKallsyms
 from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
 from vmcore.orc import MemoryOrc, OrcEntry
@@ -40,9 +38,6 @@ ANALYSIS_STRUCTS: tuple[str, ...] = (
 MAX_BTF_BYTES = 64 << 20
 MAX_ORC_BYTES = 96 << 20
 _BANNER_MAX = 512
-_BTF_CACHE: dict[bytes, dict[str, StructLayout]] = {}
-_BTF_LOCK = threading.Lock()
-_BTF_CACHE_SIZE = 8  # kernels; about 100 KB of layouts each
 
 
 @dataclass(frozen=True)
@@ -78,6 +73,11 @@ class DumpSymbols:
     def member_offset(self, struct_name: str, path: str) -> int | None:
         return member_offset(self.types, struct_name, path)
 
+    def late_notes(self) -> tuple[str, ...]:
+        """What reading BTF lazily met after this source was made (malformed types,
+        unreadable memory): known only once the analysis has looked its types up."""
+        return self.types.notes if isinstance(self.types, BtfTypes) else ()
+
 
 def _span(ks: SymbolLookup, start: str, stop: str, limit: int) -> tuple[int, int] | None:
     a, b = ks.address_of(start), ks.address_of(stop)
@@ -89,31 +89,19 @@ def _span(ks: SymbolLookup, start: str, stop: str, limit: int) -> tuple[int, int
 
 
 def _btf(read: Reader, ks: SymbolLookup, slide: int, notes: list[str]
-         ) -> dict[str, StructLayout]:
+         ) -> Mapping[str, StructLayout]:
+    """The layouts of :data:`ANALYSIS_STRUCTS`, read from the in-memory BTF as lookups need
+    them (:func:`vmcore.btf.lazy_btf_types`): tens of KiB of its megabytes."""
     try:
         span = _span(ks, "__start_BTF", "__stop_BTF", MAX_BTF_BYTES)
         if span is None:
             notes.append("btf: no __start_BTF in kallsyms (kernel built without BTF)")
             return {}
-        return _parsed_btf(read(span[0] + slide, span[1]))
+        start = span[0] + slide
+        return lazy_btf_types(lambda off, n: read(start + off, n), span[1], ANALYSIS_STRUCTS)
     except AnalyzerError as exc:
         notes.append(f"btf: {exc}")
         return {}
-
-
-def _parsed_btf(data: bytes) -> dict[str, StructLayout]:
-    """The layouts in ``data``, parsed once per process for each distinct BTF: an analyzer
-    sees many dumps of one kernel. Keyed by the bytes' digest, so a dump whose BTF differs
-    (a hostile one claiming another's build-id) gets its own parse, never another's."""
-    key = hashlib.blake2b(data, digest_size=20).digest()
-    got = _BTF_CACHE.get(key)
-    if got is None:
-        got = parse_btf_structs(data, ANALYSIS_STRUCTS)
-        with _BTF_LOCK:  # the analyzer's in-flight events share it
-            _BTF_CACHE[key] = got
-            while len(_BTF_CACHE) > _BTF_CACHE_SIZE:
-                _BTF_CACHE.pop(next(iter(_BTF_CACHE)))
-    return dict(got)
 
 
 def _orc(mem: PageReader, ks: SymbolLookup, slide: int, notes: list[str]

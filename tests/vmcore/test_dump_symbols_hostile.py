@@ -10,7 +10,7 @@ from array import array
 
 import pytest
 
-from vmcore.btf import MAX_MEMBER_VISITS, parse_btf_structs
+from vmcore.btf import MAX_MEMBER_VISITS, BtfTypes, lazy_btf_types, parse_btf_structs
 from vmcore.dumpsyms import symbols_from_dump
 from vmcore.errors import AddressNotMapped, BadBtf, BadKallsyms, BadOrc
 from vmcore.kallsyms import MAX_SYMBOLS, read_kallsyms
@@ -267,3 +267,98 @@ def test_a_lying_name_index_is_not_believed(damage: str) -> None:
     assert ks.address_of("kthread") == TEXT + 0x200 - SLIDE or damage == "seq-out-of-range"
     assert ks.address_of("nothing") is None
     assert mem.bytes < 1 << 20
+
+
+# -- the same BTF read lazily, as from a dump (vmcore.btf.lazy_btf_types) --------------------
+
+class _Fetch:
+    """``fetch(offset, length)`` over ``data``, counting the bytes read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.bytes = data, 0
+
+    def __call__(self, off: int, n: int) -> bytes:
+        assert off >= 0 and off + n <= len(self.data), "read outside the BTF span"
+        self.bytes += n
+        return self.data[off:off + n]
+
+
+def _lazy(data: bytes, names: list[str]) -> BtfTypes:
+    return lazy_btf_types(_Fetch(data), len(data), names)
+
+
+def test_lazy_btf_cycle_is_a_note_and_a_missing_type() -> None:
+    types = _lazy(_btf([_struct(1, [(0, 1, 0)])]), ["a"])
+    assert "a" not in types and types.get("a") is None and list(types) == []
+    assert any("contains itself" in n for n in types.notes)
+
+
+def test_lazy_btf_exponential_anonymous_members_are_capped() -> None:
+    n, levels = 60_000, 16
+    types = [_struct(1 if i == 0 else 0, [(0, i + 2, 0)] * n) for i in range(levels)]
+    types.append(_struct(0, [(1, 0, 0)]))
+    got = _lazy(_btf(types), ["a"])
+    assert "a" not in got
+    assert any(f"more than {MAX_MEMBER_VISITS}" in n for n in got.notes)
+
+
+def test_lazy_btf_absurd_sizes_stay_numbers() -> None:
+    int_t = struct.pack("<IIII", 0, 1 << 24, 8, 64)
+    arr1 = struct.pack("<III", 0, 3 << 24, 0) + struct.pack("<III", 1, 1, 0xFFFFFFFF)
+    arr2 = struct.pack("<III", 0, 3 << 24, 0) + struct.pack("<III", 2, 1, 0xFFFFFFFF)
+    a = _struct(1, [(1, 3, 0)], size=0xFFFFFFFF)
+    data = _btf([int_t, arr1, arr2, a])
+    assert _lazy(data, ["a"])["a"] == parse_btf_structs(data, ["a"])["a"]
+    assert _lazy(data, ["a"])["a"].members["a"].size == 8 * 0xFFFFFFFF ** 2
+
+
+def test_lazy_btf_member_of_a_type_beyond_the_section() -> None:
+    """A member naming type 999 (there are 2): that member's size is 0 and its type "?",
+    with a note; its offset and the other members stay usable."""
+    int_t = struct.pack("<IIII", 0, 1 << 24, 4, 32)
+    a = _struct(1, [(3, 999, 0), (5, 1, 64)], size=16)
+    types = _lazy(_btf([int_t, a], b"\0a\0b\0c\0"), ["a"])
+    b, c = types["a"].members["b"], types["a"].members["c"]
+    assert (b.offset, b.size, b.type) == (0, 0, "?")
+    assert (c.offset, c.size, c.type) == (8, 4, "?")  # an unnamed int prints as "?"
+    assert any("type id 999 out of range" in n for n in types.notes)
+
+
+@pytest.mark.parametrize("damage", ["unknown-kind", "overrun", "name-outside",
+                                    "name-unterminated"])
+def test_lazy_btf_damage_after_the_wanted_type(damage: str) -> None:
+    """Damage after a struct leaves it usable; a struct behind damaged records is missing,
+    a struct with a bad name is skipped (the next one called "b" is found): notes, never
+    an exception; no read leaves the BTF span (``_Fetch`` asserts)."""
+    good = _struct(1, [], size=8)
+    strings = b"\0a\0b\0"
+    bad = {"unknown-kind": struct.pack("<III", 0, 30 << 24, 0),
+           "overrun": struct.pack("<III", 0, (4 << 24) | 0xFFFF, 0),
+           "name-outside": _struct(0x7FFFFFFF, [], size=8),
+           "name-unterminated": _struct(3, [], size=8)}[damage]
+    if damage == "name-unterminated":
+        strings = b"\0a\0bbbb"
+    data = _btf([good, bad, _struct(3, [], size=8)], strings)
+    types = _lazy(data, ["a", "b"])
+    assert types["a"].size == 8
+    assert ("b" in types) == (damage == "name-outside")
+    assert types.notes, "the damage is noted"
+
+
+def test_lazy_btf_header_lies_are_typed_errors() -> None:
+    data = _btf([_struct(1, [], size=8)])
+    with pytest.raises(BadBtf, match="outside the data"):
+        lazy_btf_types(_Fetch(data), len(data) - 1, ["a"])
+    with pytest.raises(BadBtf, match="magic"):
+        lazy_btf_types(_Fetch(b"\0" * 64), 64, ["a"])
+
+
+def test_lazy_btf_reads_only_what_a_lookup_needs() -> None:
+    """20,000 structs after the wanted one: finding it reads the first chunk only."""
+    types = [_struct(1, [], size=8)] + [_struct(3, [(3, 1, 0)], size=8)] * 20_000
+    data = _btf(types, b"\0a\0b\0")
+    fetch = _Fetch(data)
+    got = lazy_btf_types(fetch, len(data), ["a", "b"])
+    assert got["a"].size == 8
+    assert fetch.bytes < 32 << 10 < len(data) // 8
+    assert got["b"].members["b"].type == "struct a"

@@ -43,7 +43,7 @@ def nr_cpu_ids(ctx: Context) -> int:
 def _pcpu_hot_member(ctx: Context, member: str, cpu: int) -> int | None:
     # v6.2 (commit 64701838bf057) gathered hot per-cpu variables into struct pcpu_hot; older
     # kernels have them as separate per-cpu variables of the same name.
-    if "pcpu_hot" in ctx.pack.types and ctx.link_address("pcpu_hot") is not None:
+    if ctx.link_address("pcpu_hot") is not None and "pcpu_hot" in ctx.pack.types:
         o = ctx.off("pcpu_hot", member)
         base = ctx.per_cpu("pcpu_hot", cpu)
         if o is not None and base is not None:
