@@ -35,6 +35,7 @@ def main() -> None:
                       "frames": len(mem.frames) if mem else 0,
                       "findings": [f.kind for f in report.findings],
                       "symbols": report.symbols,
+                      "symbol_notes": [n for n in report.notes if n.startswith("symbols:")],
                       "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 

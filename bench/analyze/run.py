@@ -143,6 +143,7 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
     row["nosym_cpu"] = min(r["analyze_cpu"] for r in runs)
     row["nosym_frames"] = runs[-1]["frames"]
     row["nosym_source"] = runs[-1]["symbols"]
+    row["nosym_why"] = "; ".join(runs[-1].get("symbol_notes", []))
     row["nosym_proc_s"], row["nosym_rss"], _ = _best(cmd, repeat)
     drgn = TOOLS / "drgn"
     if heavy and drgn.exists():
@@ -152,6 +153,14 @@ def _measure_nosym(row: dict, dump: Path, repeat: int, heavy: bool) -> None:
             row["drgn_nosym_failed"] = rc
 
 
+def _why(notes: str) -> str:
+    """Why a dump was analyzed from its log only, from the report's ``symbols:`` notes."""
+    if "before v6.0" in notes:
+        return "no kallsyms export before v6.0"
+    m = re.search(r"none from the dump \((.*?)\)(?:;|$)", notes)
+    return (m.group(1) if m else notes or "unknown").replace("|", "/")[:120]
+
+
 def nosym_table(rows: list[dict]) -> str:
     head = ("| case | no symbols (in-process) | whole process | no symbols / warm pack "
             "(in-process) | no symbols / warm pack incl. pack open | `crashfleet analyze`, "
@@ -159,8 +168,9 @@ def nosym_table(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         if not r.get("nosym_frames"):
-            lines.append(f"| {r['case']} | log only (no kallsyms "
-                         f"export) | {_ms(r.get('nosym_proc_s'))}, {_mb(r.get('nosym_rss'))} "
+            why = _why(r.get("nosym_why", ""))
+            lines.append(f"| {r['case']} | log only ({why}) "
+                         f"| {_ms(r.get('nosym_proc_s'))}, {_mb(r.get('nosym_rss'))} "
                          f"| - | - | {_ms(r.get('nosym_cli_s'))} | - |")
             continue
         drgn = "fails (no types without debuginfo)" if r.get("drgn_nosym_failed") else \
@@ -214,7 +224,7 @@ def summary(rows: list[dict]) -> str:
             f"analyze` {median_ratio(rows, 'drgn_cpu', 'cli_cpu')}, no symbols / warm pack "
             f"{median_ratio(rows, 'nosym_cli_cpu', 'cli_cpu')}. Peak "
             f"RSS of the analysis process {_mb(rss)} (target ≤ 100 MB).\n\n"
-            f"No symbols (the {len(deep)} dumps with a kallsyms export): median analysis "
+            f"No symbols (the {len(deep)} dumps analyzed from their own symbols): median analysis "
             f"in-process {_ms(median_of(deep, 'nosym_s'))}; no symbols / warm pack "
             f"{median_ratio(deep, 'nosym_s', 'analyze_s')} (target ≤ 2x), no symbols / "
             f"(warm pack + pack open) {median_ratio(deep, 'nosym_s', 'with_open_s')}; in CPU "

@@ -92,3 +92,61 @@ def test_orc_damaged(ips: bytes, entries: bytes, probes: list[int]) -> None:
     for a in probes:
         e = orc.lookup(a)
         assert e is None or (0 <= e.sp_reg < 16 and 0 <= e.bp_reg < 16)
+
+
+@pytest.fixture(scope="module")
+def real_btf() -> bytes:
+    """The 6.1 dump's own BTF (``__start_BTF``..``__stop_BTF``), read from its memory."""
+    from vmcore.dumpsyms import symbols_from_dump
+
+    case = next((c for c in CASES if c.manifest["kernel_release"].startswith("6.1")), None)
+    if case is None:
+        pytest.skip("no 6.1 dump fixture")
+    with LocalFileSource(case.dump) as src:
+        d = open_dump(src)
+        info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
+        hdr = d.kdump_header
+        mem = KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None)
+        ks = symbols_from_dump(mem.read, info).symbols
+        start, stop = ks.address_of("__start_BTF"), ks.address_of("__stop_BTF")
+        assert start is not None and stop is not None
+        return mem.read(start + (info.kernel_offset or 0), stop - start)
+
+
+@_FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 1 << 30), st.integers(0, 255),
+                                st.sampled_from(["header", "types", "strings"])),
+                      min_size=1, max_size=8))
+def test_lazy_btf_damaged(real_btf: bytes, edits: list[tuple[int, int, str]]) -> None:
+    """Bytes of the header, of the first 64 KiB of types (where the analysis structs lie) or
+    of the first 16 KiB of strings changed: a typed error from the header, else every lookup
+    the analysis makes returns (damage is a note and a missing or partial type), reading
+    only inside the section."""
+    from vmcore.btf import lazy_btf_types
+    from vmcore.dumpsyms import ANALYSIS_STRUCTS
+    from vmcore.errors import BadBtf
+
+    buf = bytearray(real_btf)
+    hdr_len, type_len = 24, int.from_bytes(real_btf[12:16], "little")
+    for pos, val, where in edits:
+        at = {"header": pos % hdr_len, "types": hdr_len + pos % (64 << 10),
+              "strings": hdr_len + type_len + pos % (16 << 10)}[where]
+        buf[at] = val
+    data = bytes(buf)
+    read = [0]
+
+    def fetch(off: int, n: int) -> bytes:
+        assert off >= 0 and off + n <= len(data)
+        read[0] += n
+        return data[off:off + n]
+
+    try:
+        types = lazy_btf_types(fetch, len(data), ANALYSIS_STRUCTS)
+    except BadBtf:
+        return
+    for name in ("task_struct", "module", "pt_regs", "mod_kallsyms", "module_layout"):
+        layout = types.get(name)
+        if layout is not None:
+            for m in list(layout.members.values())[:64]:
+                assert m.size >= 0 and isinstance(m.type, str)
+    assert read[0] <= 2 * len(data)
