@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,21 @@ from ..fixtures.identity import is_recorded_dump, oracle_exists, read_oracle
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "tests" / "fixtures" / "dumps"
-CORPUS = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet")) / \
-    "fixtures"
+CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
+CORPUS = CACHE / "fixtures"
+
+
+def debug_vmlinux(release: str) -> Path:
+    """``release``'s debug vmlinux, fetched by the factory's script into the cache when it
+    is not there yet (skips the test when it cannot be fetched)."""
+    kdir = CACHE / "kernels" / release
+    if not (kdir / ".done").exists():
+        try:
+            subprocess.run(["bash", str(ROOT / "tests/fixtures/factory/fetch-kernels.sh"),
+                            release], check=True, timeout=3600)
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.skip(f"debug kernel {release} cannot be fetched: {exc}")
+    return (kdir / "vmlinux").resolve()
 
 
 @dataclass(frozen=True)

@@ -4,33 +4,22 @@ the whole-section parse gives (the one packs are built with), on the real Debian
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 from elftools.elf.elffile import ELFFile
 
 from vmcore.btf import lazy_btf_types, parse_btf_structs
 from vmcore.dumpsyms import ANALYSIS_STRUCTS
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
+from .conftest import debug_vmlinux
+
 RELEASES = ("5.10.0-32-cloud-amd64", "6.1.0-56-cloud-amd64", "6.12.118+deb13-cloud-amd64")
 _BTF: dict[str, bytes] = {}
 
 
 def _btf(release: str) -> bytes:
-    """The ``.BTF`` section of ``release``'s debug vmlinux (fetched as the deep tests do)."""
+    """The ``.BTF`` section of ``release``'s debug vmlinux."""
     if release not in _BTF:
-        kdir = CACHE / "kernels" / release
-        if not (kdir / ".done").exists():
-            try:
-                subprocess.run(["bash", str(REPO / "tests/fixtures/factory/fetch-kernels.sh"),
-                                release], check=True, timeout=3600)
-            except (OSError, subprocess.SubprocessError) as exc:
-                pytest.skip(f"debug kernel {release} cannot be fetched: {exc}")
-        with (kdir / "vmlinux").resolve().open("rb") as f:
+        with debug_vmlinux(release).open("rb") as f:
             section = ELFFile(f).get_section_by_name(".BTF")
             assert section is not None, f"{release}: no .BTF section"
             _BTF[release] = section.data()

@@ -4,10 +4,7 @@ scenario (which dumps are a use after module unload)."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +18,8 @@ from vmcore.source import LocalFileSource
 from vmcore.vmcoreinfo import parse_vmcoreinfo
 from vmcore.x86_64 import KernelMemory
 
-from .conftest import Case, real_cases
+from .conftest import Case, debug_vmlinux, real_cases
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("CRASHFLEET_CACHE", Path.home() / ".cache" / "crashfleet"))
 _PACKS: dict[str, SymbolPack] = {}
 _REPORTS: dict[str, Report] = {}
 
@@ -32,14 +27,7 @@ _REPORTS: dict[str, Report] = {}
 def _pack(release: str) -> SymbolPack:
     """The pack of ``release``'s debug vmlinux, fetched as the symbol-cache tests do."""
     if release not in _PACKS:
-        kdir = CACHE / "kernels" / release
-        if not (kdir / ".done").exists():
-            try:
-                subprocess.run(["bash", str(REPO / "tests/fixtures/factory/fetch-kernels.sh"),
-                                release], check=True, timeout=3600)
-            except (OSError, subprocess.SubprocessError) as exc:
-                pytest.skip(f"debug kernel {release} cannot be fetched: {exc}")
-        _PACKS[release] = build_pack((kdir / "vmlinux").resolve(), source="test")
+        _PACKS[release] = build_pack(debug_vmlinux(release), source="test")
     return _PACKS[release]
 
 
@@ -235,8 +223,7 @@ def test_cli_vmlinux_shows_memory(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.skip("no use-after-unload fixture")
     case = cases[0].values[0]
     assert isinstance(case, Case)
-    _pack(case.manifest["kernel_release"])  # fetch the kernel if needed
-    vmlinux = CACHE / "kernels" / case.manifest["kernel_release"] / "vmlinux"
+    vmlinux = debug_vmlinux(case.manifest["kernel_release"])
     rc = cli.main([str(case.dump), "--json", "--vmlinux", str(vmlinux)])
     doc = json.loads(capsys.readouterr().out)
     assert rc in (0, cli.EXIT_PARTIAL)

@@ -5,6 +5,7 @@ exception, with bounded reads."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from vmcore.formats import open_dump
 from vmcore.kallsyms import MAX_NAMES_BYTES, read_kallsyms
 from vmcore.orc import MemoryOrc
 from vmcore.source import LocalFileSource
-from vmcore.vmcoreinfo import parse_vmcoreinfo
+from vmcore.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from vmcore.x86_64 import KernelMemory
 
 from .conftest import CASES
@@ -28,10 +29,9 @@ _TABLES = ("kallsyms_num_syms", "kallsyms_relative_base", "kallsyms_offsets",
            "kallsyms_token_table", "kallsyms_token_index", "kallsyms_names")
 
 
-@pytest.fixture(scope="module")
-def real() -> dict[str, Any]:
-    """The 6.1 dump's kallsyms tables as one contiguous copy (they sit side by side in
-    .rodata), with VMCOREINFO's symbols."""
+@contextlib.contextmanager
+def _memory61() -> Iterator[tuple[KernelMemory, VmcoreInfo]]:
+    """Kernel memory and VMCOREINFO of the first 6.1 dump fixture."""
     case = next((c for c in CASES if c.manifest["kernel_release"].startswith("6.1")), None)
     if case is None:
         pytest.skip("no 6.1 dump fixture")
@@ -39,7 +39,14 @@ def real() -> dict[str, Any]:
         d = open_dump(src)
         info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
         hdr = d.kdump_header
-        mem = KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None)
+        yield KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None), info
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, Any]:
+    """The 6.1 dump's kallsyms tables as one contiguous copy (they sit side by side in
+    .rodata), with VMCOREINFO's symbols."""
+    with _memory61() as (mem, info):
         lo = min(info.symbols[n] for n in _TABLES)
         hi = max(info.symbols[n] for n in _TABLES) + 4096
         blob = mem.read(lo, hi - lo)
@@ -99,14 +106,7 @@ def real_btf() -> bytes:
     """The 6.1 dump's own BTF (``__start_BTF``..``__stop_BTF``), read from its memory."""
     from vmcore.dumpsyms import symbols_from_dump
 
-    case = next((c for c in CASES if c.manifest["kernel_release"].startswith("6.1")), None)
-    if case is None:
-        pytest.skip("no 6.1 dump fixture")
-    with LocalFileSource(case.dump) as src:
-        d = open_dump(src)
-        info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
-        hdr = d.kdump_header
-        mem = KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None)
+    with _memory61() as (mem, info):
         ks = symbols_from_dump(mem.read, info).symbols
         start, stop = ks.address_of("__start_BTF"), ks.address_of("__stop_BTF")
         assert start is not None and stop is not None
