@@ -132,3 +132,74 @@ def test_log_only_pipeline_signs_like_the_full_one(
             assert len(images) == len(picked)
     assert sigs["log-only"] == sigs["full"]
     assert len(sigs["full"]) == len(picked)
+
+
+def _corpus_dumps() -> list[tuple[dict[str, object], Path]]:
+    """The dumps of this machine's generated corpus (``make fixtures``) with the manifests
+    made beside them (a fresh machine has none)."""
+    from ..conftest import CORPUS
+
+    out = []
+    for manifest in sorted(CORPUS.glob("*/manifest.json")):
+        m = json.loads(manifest.read_text())
+        dump = manifest.parent / str(m.get("dump", ""))
+        if m.get("dump") and dump.is_file() and m.get("layout", "plain") == "plain":
+            out.append((m, dump))
+    return out
+
+
+def _reports(data: Path) -> dict[str, dict[str, object]]:
+    """The stored reports of an embedded run, by dump key."""
+    return {p.name.removesuffix(".report.json"): json.loads(p.read_text())
+            for p in (data / "objects" / "data" / "dumps").glob("*.report.json")}
+
+
+def test_dumps_analyzed_from_their_own_symbols_cluster_with_their_packs(
+        tmp_path: Path, fixture_dumps: list[tuple[dict[str, object], Path]]) -> None:
+    """The committed x86_64 6.x dumps through the embedded pipeline twice: with no pack
+    anywhere (the analysis reads the dump's own kallsyms, BTF and ORC) and with each kernel's
+    pack in the symbol cache. Every dump gets the same signature both ways, from stacks read
+    in memory both ways, and the stored reports say which symbols were used."""
+    from symbol_cache import build_pack, encode_pack
+
+    from ..vmcore.conftest import debug_vmlinux
+
+    boots: dict[str, tuple[dict[str, object], Path]] = {}
+    for m, dump in [*fixture_dumps, *_corpus_dumps()]:  # one dump per boot
+        if m.get("arch", "x86_64") == "x86_64" and \
+                str(m["kernel_release"]).startswith(("6.1.", "6.12.")):
+            boots.setdefault(str(m["boot"]), (m, dump))
+    picked = list(boots.values())
+    if not picked:
+        pytest.skip("no x86_64 6.x dump fixture")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for m, dump in picked:
+        shutil.copy(dump, spool / f"{m['case']}.dump")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRASHFLEET_")}
+    env["CRASHFLEET_SYMBOLS_SOURCES"] = ""  # nothing fetched: a pack is in the cache or not
+    sigs: dict[str, dict[str, str]] = {}
+    for mode in ("dump", "pack"):
+        data = tmp_path / mode
+        if mode == "pack":
+            packs = data / "symbols" / "packs"  # the embedded run's symbol cache
+            packs.mkdir(parents=True)
+            for release in sorted({str(m["kernel_release"]) for m, _d in picked}):
+                pack = build_pack(debug_vmlinux(release), source="test")
+                (packs / f"{pack.build_id}.pack").write_bytes(encode_pack(pack))
+        env["CRASHFLEET_STORE_URL"] = f"sqlite:///{data / 'crashfleet.sqlite'}"
+        r = run_cli("run", "--spool", str(spool), "--data", str(data), "--once",
+                    "--metrics-port", "0", env=env)
+        assert r.returncode == 0, r.stderr
+        reports = _reports(data)
+        assert len(reports) == len(picked)
+        for rep in reports.values():
+            memory = rep.get("memory")
+            assert isinstance(memory, dict) and memory.get("frames"), rep.get("notes")
+            if mode == "dump":
+                assert rep["symbols"] == "from the dump (kallsyms, BTF, ORC)", rep["notes"]
+            else:
+                assert str(rep["symbols"]).startswith("pack "), rep["notes"]
+        sigs[mode] = {key: json.dumps(rep["signature"], sort_keys=True)
+                      for key, rep in reports.items()}
+    assert sigs["dump"] == sigs["pack"]
