@@ -274,11 +274,13 @@ def _deep(report: Report, mem: VirtualMemory, dump: Dump, info: VmcoreInfo,
             from vmcore.arm64_deep import analyze_memory_arm64
 
             ma = analyze_memory_arm64(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
-                                      fault_address=fault, bug_location=report.bug_location)
+                                      fault_address=fault, bug_location=report.bug_location,
+                                      rip=primary.rip if primary else None)
         else:
             assert isinstance(mem, KernelMemory)
             ma = analyze_memory(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
-                                fault_address=fault, bug_location=report.bug_location)
+                                fault_address=fault, bug_location=report.bug_location,
+                                rip=primary.rip if primary else None)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
         notes.append(f"memory: {type(exc).__name__}: {exc}")
         return None

@@ -13,6 +13,8 @@ What differs from x86_64:
   (:mod:`vmcore.arm64_stack`), no ORC.
 - Symbols from the dump itself (:func:`dump_symbols_arm64`): kallsyms and BTF are
   arch-neutral; there is no ORC to miss. Their addresses are the runtime ones (slide 0).
+  Debian's arm64 kallsyms names functions only; the data symbols come from the export
+  table, BTF and the vmalloc areas (:mod:`vmcore.arm64_dumpsyms`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from vmcore.arm64 import Arm64Memory
+from vmcore.arm64_dumpsyms import functions_only_symbols
 from vmcore.arm64_stack import arm64_unwind
 from vmcore.deep.context import Context
 from vmcore.deep.findings import Facts, find
@@ -32,7 +35,9 @@ from vmcore.deep.tasks import TaskRecord, list_tasks, read_task
 from vmcore.deep.unwind import MemFrame
 from vmcore.dumpsyms import DumpSymbols, symbols_from_dump
 from vmcore.findings import ARM64_MODULES_VADDR
+from vmcore.kallsyms import read_kallsyms
 from vmcore.notes import PrStatus
+from vmcore.oops_records import CodeLocation
 from vmcore.symbols import KernelSymbols
 from vmcore.vmcoreinfo import VmcoreInfo
 from vmcore.x86_64 import KernelMemory
@@ -67,7 +72,8 @@ class Arm64Context(Context):
 
 def _context(mem: Arm64Memory, pack: KernelSymbols, offset: int) -> Arm64Context:
     ctx = Arm64Context(cast(KernelMemory, mem), pack, offset)
-    lo, hi = ctx.symbol("_text"), ctx.symbol("_end")
+    # a kallsyms of functions only starts at _stext: the image header before it holds no code
+    lo, hi = ctx.symbol("_text") or ctx.symbol("_stext"), ctx.symbol("_end")
     if lo is None or hi is None or not lo < hi:
         ctx.notes.append("symbols: no _text/_end, the kernel image is unknown")
     else:
@@ -112,7 +118,8 @@ def _crashed(ctx: Context, cpus: list[PrStatus], candidates: list[int]
 def analyze_memory_arm64(mem: Arm64Memory, info: VmcoreInfo, pack: KernelSymbols,
                          cpus: list[PrStatus], *, oops_cpu: int | None = None,
                          klass: str = "unknown", fault_address: int | None = None,
-                         bug_location: str | None = None) -> MemoryAnalysis:
+                         bug_location: str | None = None,
+                         rip: CodeLocation | None = None) -> MemoryAnalysis:
     """:func:`vmcore.deep.analyze_memory` for arm64 (``cpus`` with arm64 registers). Raises
     :class:`~vmcore.deep.match.PackMismatch` only."""
     from_dump = getattr(pack, "from_dump", False)
@@ -138,7 +145,7 @@ def analyze_memory_arm64(mem: Arm64Memory, info: VmcoreInfo, pack: KernelSymbols
     facts = Facts(frames, tuple(mods), lu, task, klass, fault_address, bug_location,
                   lambda fr: _line_of(ctx, fr), ARM64_MODULES_VADDR,
                   lambda fr: bug_table_location(ctx, mods, fr.address),
-                  ctx.in_kernel_image)
+                  ctx.in_kernel_image, rip)
     findings = find(facts, notes)
     partial = not (complete and mods_ok and tasks_ok and task is not None) or bool(notes)
     return MemoryAnalysis(pack.build_id, matched_by, kaslr_offset(info), cpu, task, frames,
@@ -156,8 +163,13 @@ def _line_of(ctx: Context, fr: MemFrame) -> str | None:
 def dump_symbols_arm64(mem: Arm64Memory, info: VmcoreInfo) -> DumpSymbols:
     """The dump's own kallsyms and BTF (:func:`vmcore.dumpsyms.symbols_from_dump`), at runtime
     addresses: the decoder subtracts the slide from x86_64 image addresses only, so the slide
-    is left at 0 here and the analysis reads them unrelocated. arm64 has no ORC: its absence is
-    no note. Raises :class:`~vmcore.errors.BadKallsyms`."""
+    is left at 0 here and the analysis reads them unrelocated. A kallsyms of functions only
+    (no ``CONFIG_KALLSYMS_ALL``: Debian's arm64 kernels) has its data symbols found elsewhere
+    in memory (:mod:`vmcore.arm64_dumpsyms`). arm64 has no ORC: its absence is no note.
+    Raises :class:`~vmcore.errors.BadKallsyms`."""
+    ks = read_kallsyms(mem.read, dict(info.symbols), 0)
+    if ks.address_of("init_task") is None:
+        return functions_only_symbols(mem, info, ks)
     own = symbols_from_dump(mem.read, info._replace(kernel_offset=0))
     return DumpSymbols(own.build_id, own.meta, own.symbols, own.types, own.orc,
                        tuple(n for n in own.notes if not n.startswith("orc:")))

@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vmcore.btf import BtfTypes, StructLayout, lazy_btf_types, member_offset
+from vmcore.btf import StructLayout, member_offset
+from vmcore.btf_lazy import BtfTypes, lazy_btf_types
 from vmcore.errors import AnalyzerError, BadKallsyms
-from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
+from vmcore.kallsyms import read_kallsyms
 from vmcore.orc import MemoryOrc, OrcEntry
 from vmcore.pages import PageReader, Reader
 from vmcore.symbols import SymbolLookup
 from vmcore.vmcoreinfo import VmcoreInfo
 
-__all__ = ["ANALYSIS_STRUCTS", "DumpSymbols", "symbols_from_dump"]
+__all__ = ["ANALYSIS_STRUCTS", "DumpMeta", "DumpSymbols", "NoOrc", "symbols_from_dump"]
 
 # The types deep analysis reads (the same list the symbol cache puts in packs; absent ones,
 # e.g. pcpu_hot before v6.2 or module_memory before v6.4, are simply not there).
@@ -48,7 +49,9 @@ class DumpMeta:
     banner: str | None
 
 
-class _NoOrc:
+class NoOrc:
+    """The unwind tables of a kernel without ORC (or whose ORC is unreadable): none."""
+
     header: bytes | None = None
 
     def lookup(self, address: int) -> OrcEntry | None:
@@ -61,9 +64,9 @@ class DumpSymbols:
 
     build_id: str
     meta: DumpMeta
-    symbols: Kallsyms | IndexedKallsyms
+    symbols: SymbolLookup
     types: Mapping[str, StructLayout]
-    orc: MemoryOrc | _NoOrc
+    orc: MemoryOrc | NoOrc
     notes: tuple[str, ...] = ()
     from_dump: bool = True  # Report.symbols names this source
 
@@ -105,19 +108,19 @@ def _btf(read: Reader, ks: SymbolLookup, slide: int, notes: list[str]
 
 
 def _orc(mem: PageReader, ks: SymbolLookup, slide: int, notes: list[str]
-         ) -> MemoryOrc | _NoOrc:
+         ) -> MemoryOrc | NoOrc:
     try:
         ips = _span(ks, "__start_orc_unwind_ip", "__stop_orc_unwind_ip", MAX_ORC_BYTES)
         ent = _span(ks, "__start_orc_unwind", "__stop_orc_unwind", MAX_ORC_BYTES)
         if ips is None or ent is None:
             notes.append("orc: no ORC tables in kallsyms (kernel built without ORC)")
-            return _NoOrc()
+            return NoOrc()
         hdr = _span(ks, "__start_orc_header", "__stop_orc_header", 64)  # v6.5+
         header = mem.read(hdr[0] + slide, hdr[1]) if hdr is not None else None
         return MemoryOrc.in_memory(mem, ips[0], ips[1], ent[0], ent[1], header, slide)
     except AnalyzerError as exc:
         notes.append(f"orc: {exc}")
-        return _NoOrc()
+        return NoOrc()
 
 
 def _banner(read: Reader, ks: SymbolLookup, slide: int) -> str | None:

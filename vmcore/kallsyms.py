@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from vmcore.errors import AnalyzerError, BadKallsyms
-from vmcore.kallsyms_index import IndexedKallsyms, open_indexed
+from vmcore.kallsyms_index import IndexedKallsyms, alias_rank, open_indexed
 from vmcore.pages import PageReader, Reader
 
 __all__ = ["MAX_NAMES_BYTES", "MAX_SYMBOLS", "IndexedKallsyms", "Kallsyms", "KallsymsHit", "Reader",
@@ -67,7 +67,7 @@ class Kallsyms:
 
     def __init__(self, names: list[str], kinds: str, addrs: list[int], layout: str,
                  text_end: int | None = None):
-        order = _order(addrs, kinds)
+        order = _order(addrs, kinds, names)
         self.addrs = array("Q", (addrs[i] for i in order))
         self.names = [names[i] for i in order]
         self.kinds = "".join(kinds[i] for i in order)
@@ -108,13 +108,11 @@ class Kallsyms:
         return KallsymsHit(self.names[first], start, address - start, span, self.kinds[first])
 
 
-_ALIAS_RANK = {"T": 0, "t": 1, "W": 2, "w": 3}
-
-
-def _order(addrs: list[int], kinds: str) -> list[int]:
-    """Indices by address; among symbols at one address, global text first, then local
-    text, weak, the rest (the pack's ELF order prefers sized global functions the same
-    way). A stable sort by address (kallsyms is sorted already), then each run of aliases."""
+def _order(addrs: list[int], kinds: str, names: list[str]) -> list[int]:
+    """Indices by address; among symbols at one address, by :func:`alias_rank` (functions
+    before section boundaries, then global text, local text, weak, the rest: the pack's ELF
+    order prefers sized global functions the same way). A stable sort by address (kallsyms
+    is sorted already), then each run of aliases."""
     order = sorted(range(len(addrs)), key=addrs.__getitem__)
     i, n = 0, len(order)
     while i < n:
@@ -123,7 +121,7 @@ def _order(addrs: list[int], kinds: str) -> list[int]:
         while j < n and addrs[order[j]] == a:
             j += 1
         if j - i > 1:
-            order[i:j] = sorted(order[i:j], key=lambda k: _ALIAS_RANK.get(kinds[k], 4))
+            order[i:j] = sorted(order[i:j], key=lambda k: alias_rank(kinds[k], names[k]))
         i = j
     return order
 

@@ -23,19 +23,31 @@ found" (a retryable source failure is re-raised).
 from __future__ import annotations
 
 import bisect
+import re
 from array import array
 from itertools import pairwise
 
 from vmcore.errors import AnalyzerError, BadKallsyms
 from vmcore.pages import PageReader, reraise_retryable
 
-__all__ = ["IndexedKallsyms", "open_indexed"]
+__all__ = ["IndexedKallsyms", "alias_rank", "open_indexed"]
 
 _NAME_MAX = 1024
 _MAX_ALIASES = 64
 _START_KERNEL_MAP = 0xFFFFFFFF80000000
 _MASK = 2**64 - 1
 _ALIAS_RANK = {"T": 0, "t": 1, "W": 2, "w": 3}
+# Section boundaries the linker script defines beside the first or last function of a section
+# (``_stext``, ``__irqentry_text_start``): the kernel's own ``may_be_linker_script_provide_
+# symbol`` names (scripts/kallsyms.c) and the ``_s``/``_e`` text bounds.
+_MARKER = re.compile(r"__(?:start|stop|end)_\w+|__\w+_(?:start|end)|_[se]?(?:init)?text")
+
+
+def alias_rank(kind: str, name: str) -> tuple[bool, int]:
+    """Preference among symbols at one address (lower wins): functions before section
+    boundaries (the pack prefers sized functions: a linker-script symbol has no size), then
+    global text, local text, weak, the rest."""
+    return _MARKER.fullmatch(name) is not None, _ALIAS_RANK.get(kind, 4)
 
 
 class _Hit:
@@ -189,13 +201,13 @@ class IndexedKallsyms:
             span = end - start
         if not 0 <= address - start < span:
             return None
-        best: tuple[int, bytes] | None = None
+        best: tuple[tuple[bool, int], bytes] | None = None
         for k in range(first, min(nxt, first + _MAX_ALIASES)):
             typed = self._typed(k)
-            rank = _ALIAS_RANK.get(chr(typed[0]), 4)
+            rank = alias_rank(chr(typed[0]), typed[1:].decode("utf-8", "replace"))
             if best is None or rank < best[0]:
                 best = (rank, typed)
-            if rank == 0:
+            if rank == (False, 0):
                 break
         assert best is not None
         typed = best[1]

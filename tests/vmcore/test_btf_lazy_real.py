@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from vmcore.btf import lazy_btf_types, parse_btf_structs
+from vmcore.btf import parse_btf_structs
+from vmcore.btf_lazy import lazy_btf_types
 from vmcore.dumpsyms import ANALYSIS_STRUCTS
 
 from .conftest import debug_vmlinux

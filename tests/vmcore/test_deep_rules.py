@@ -3,12 +3,15 @@ rules."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from vmcore.deep.findings import Facts, find
 from vmcore.deep.modules import ModuleRecord
 from vmcore.deep.tasks import TaskRecord
 from vmcore.deep.unwind import MemFrame, _orc
+from vmcore.oops_records import CodeLocation
 
 # (flags byte, sp_reg, new layout) -> kind. Old layout (< v6.4): type:2 (CALL 0, REGS 1,
 # REGS_PARTIAL 2), end:1 (bit 2). New: type:3 (UNDEFINED 0, END_OF_STACK 1, CALL 2, REGS 3,
@@ -90,3 +93,24 @@ def test_a_failing_rule_leaves_a_note_and_the_others_run() -> None:
     notes: list[str] = []
     assert find(facts, notes) == ()
     assert notes and "failed" in notes[0]
+
+
+def _named(addr: int, function: str, offset: int, module: str | None) -> MemFrame:
+    return MemFrame(addr, function, offset, 0x40, module, True, True, None, "task")
+
+
+@pytest.mark.parametrize(("rip", "module"), [
+    (CodeLocation("nullring_poll+0x1c/0x40 [vendor_nullring]", "nullring_poll", 0x1C, 0x40,
+                  "vendor_nullring"), "vendor_nullring"),
+    (CodeLocation("0xffffffffc0000010", address=IN_MOD), "vendor_nullring"),
+    (None, None),  # no log: the innermost exception frame, as before
+])
+def test_the_null_dereference_is_where_the_oops_trapped(rip: CodeLocation | None,
+                                                        module: str | None) -> None:
+    """A timer interrupt taken in panic's delay loop adds an exception frame (``__delay``)
+    inside the trapping one: the finding names the frame at the log's oops address."""
+    irq = _named(KERNEL, "__delay", 0x8C, None)
+    trap = _named(IN_MOD, "nullring_poll", 0x1C, "vendor_nullring")
+    facts = dataclasses.replace(_facts([irq, trap], last=None, fault=0), rip=rip)
+    (got,) = find(facts, [])
+    assert (got.kind, got.module) == ("null-pointer-dereference", module)

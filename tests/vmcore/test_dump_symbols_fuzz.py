@@ -122,7 +122,7 @@ def test_lazy_btf_damaged(real_btf: bytes, edits: list[tuple[int, int, str]]) ->
     of the first 16 KiB of strings changed: a typed error from the header, else every lookup
     the analysis makes returns (damage is a note and a missing or partial type), reading
     only inside the section."""
-    from vmcore.btf import lazy_btf_types
+    from vmcore.btf_lazy import lazy_btf_types
     from vmcore.dumpsyms import ANALYSIS_STRUCTS
     from vmcore.errors import BadBtf
 

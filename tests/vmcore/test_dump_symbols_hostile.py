@@ -10,7 +10,8 @@ from array import array
 
 import pytest
 
-from vmcore.btf import MAX_MEMBER_VISITS, BtfTypes, lazy_btf_types, parse_btf_structs
+from vmcore.btf import MAX_MEMBER_VISITS, parse_btf_structs
+from vmcore.btf_lazy import BtfTypes, lazy_btf_types
 from vmcore.dumpsyms import symbols_from_dump
 from vmcore.errors import AddressNotMapped, BadBtf, BadKallsyms, BadOrc
 from vmcore.kallsyms import MAX_SYMBOLS, read_kallsyms

@@ -15,6 +15,7 @@ from vmcore.deep.modules import ModuleRecord
 from vmcore.deep.tasks import TaskRecord
 from vmcore.deep.unwind import MemFrame
 from vmcore.findings import MODULES_VADDR, in_module_area, in_null_page
+from vmcore.oops_records import CodeLocation
 from vmcore.report import FindingInfo
 
 __all__ = ["Facts", "find"]
@@ -42,6 +43,7 @@ class Facts:
     bug_of: Callable[[MemFrame], str | None] = lambda _f: None
     # arm64: the kernel image lies inside the module area (modules are placed around it)
     in_image: Callable[[int], bool] = lambda _a: False
+    rip: CodeLocation | None = None  # where the log's oops says it trapped
 
 
 def _thread(f: Facts) -> str | None:
@@ -51,11 +53,23 @@ def _thread(f: Facts) -> str | None:
 
 
 def _fault_frame(f: Facts) -> MemFrame | None:
-    """The innermost frame taken from an exception's registers (crash's exception RIP)."""
-    for fr in f.frames:
-        if fr.exception:
-            return fr
-    return f.frames[0] if f.frames else None
+    """The frame taken from the trapping exception's registers (crash's exception RIP): the
+    exception frame at the log's oops address, else the innermost one. An interrupt taken
+    while the kernel panics (panic waits in a delay loop) adds an exception frame inside the
+    trapping one's."""
+    trapped = [fr for fr in f.frames if fr.exception]
+    if f.rip is not None:
+        for fr in trapped:
+            if _at(fr, f.rip):
+                return fr
+    return trapped[0] if trapped else f.frames[0] if f.frames else None
+
+
+def _at(fr: MemFrame, loc: CodeLocation) -> bool:
+    if loc.address is not None:
+        return fr.address == loc.address
+    return loc.function is not None and fr.function == loc.function and \
+        loc.offset in (None, fr.offset)
 
 
 def _use_after_unload(f: Facts) -> list[FindingInfo]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from vmcore.deep.context import Context
 from vmcore.taint import TAINT_FLAGS
 
-__all__ = ["MAX_MODULES", "ModuleRecord", "ModuleSymbol", "last_unloaded", "read_modules"]
+__all__ = ["MAX_MODULES", "ModuleRecord", "ModuleSymbol", "last_unloaded", "module_layout",
+           "read_modules"]
 
 MAX_MODULES = 4096
 _NAME_LEN = 56  # MODULE_NAME_LEN on 64-bit
@@ -56,7 +57,10 @@ class ModuleRecord:
         return any(s <= addr < e for s, e in self.ranges)
 
 
-def _layout(ctx: Context, mod: int) -> tuple[int, int, tuple[tuple[int, int], ...]] | None:
+def module_layout(ctx: Context, mod: int) -> tuple[int, int, tuple[tuple[int, int], ...]] | None:
+    """(core base, core size, ``[start, end)`` of each non-empty region) of the ``struct
+    module`` at ``mod``, from its ``mem[]`` (v6.4+) or its core and init layouts; None when
+    unreadable."""
     ranges: list[tuple[int, int]] = []
     mem_off = ctx.off("module", "mem")
     if mem_off is not None and "module_memory" in ctx.pack.types:
@@ -119,7 +123,7 @@ def read_modules(ctx: Context) -> tuple[list[ModuleRecord], bool]:
             return out, False
         mod = node - lo
         name = ctx.cstr(mod + no, _NAME_LEN)
-        lay = _layout(ctx, mod)
+        lay = module_layout(ctx, mod)
         if name is None or lay is None:
             ctx.notes.append(f"modules: module at {mod:#x} unreadable")
             return out, False

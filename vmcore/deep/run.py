@@ -21,6 +21,7 @@ from vmcore.deep.tasks import (
 )
 from vmcore.deep.unwind import MemFrame, unwind
 from vmcore.notes import PrStatus
+from vmcore.oops_records import CodeLocation
 from vmcore.report import FindingInfo, MemFrameInfo, MemoryInfo, ModuleEntry
 from vmcore.symbols import KernelSymbols
 from vmcore.vmcoreinfo import VmcoreInfo
@@ -87,7 +88,8 @@ _CEA_START, _CEA_END, _PAGE = 0xFFFFFE0000000000, 0xFFFFFE8000000000, 4096
 def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,
                    cpus: list[PrStatus], *, oops_cpu: int | None = None,
                    klass: str = "unknown", fault_address: int | None = None,
-                   bug_location: str | None = None) -> MemoryAnalysis:
+                   bug_location: str | None = None,
+                   rip: CodeLocation | None = None) -> MemoryAnalysis:
     """Analyze the dump's memory with ``pack``; ``cpus`` are the NT_PRSTATUS notes;
     ``oops_cpu`` the CPU the log's oops names (else the first CPU whose registers lie on its
     current task's stack). Raises :class:`~vmcore.deep.match.PackMismatch` only."""
@@ -130,7 +132,7 @@ def analyze_memory(mem: KernelMemory, info: VmcoreInfo, pack: KernelSymbols,
 
     facts = Facts(frames, tuple(mods), lu, task, klass, fault_address, bug_location, line_of,
                   START_KERNEL_MAP + mem.image_size,
-                  lambda fr: bug_table_location(ctx, mods, fr.address))
+                  lambda fr: bug_table_location(ctx, mods, fr.address), rip=rip)
     findings = find(facts, notes)
     partial = not (complete and mods_ok and tasks_ok and task is not None) or bool(notes)
     return MemoryAnalysis(pack.build_id, matched_by, ctx.offset, cpu, task, frames, complete,
