@@ -232,7 +232,20 @@ def summary(rows: list[dict]) -> str:
             f"{median_ratio(deep, 'nosym_cpu', 'with_open_cpu')}; "
             f"`crashfleet analyze` with no symbols {_ms(median_of(deep, 'nosym_cli_s'))} vs "
             f"{_ms(median_of(deep, 'cli_s'))} with a warm pack; peak RSS with no symbols "
-            f"{_mb(nosym_rss)} (target ≤ 100 MB).\n")
+            f"{_mb(nosym_rss)} (target ≤ 100 MB).{_over(deep)}\n")
+
+
+def _over(deep: list[dict]) -> str:
+    """The dumps whose no-symbols analysis takes more than twice the warm-pack one."""
+    over = [r for r in deep if r["nosym_s"] > 2 * r["analyze_s"]]
+    if not over:
+        return ""
+    text = ", ".join(f"{r['case']} {_ratio(r['nosym_s'], r['analyze_s'])}" for r in over)
+    why = (" (Debian's arm64 kernels are built without CONFIG_KALLSYMS_ALL: kallsyms names "
+           "functions only, so the data symbols are searched for in the export table, the "
+           "whole BTF and the vmalloc areas; docs/decoder.md)"
+           if all(r["case"].startswith("arm64") for r in over) else "")
+    return f" Over 2x: {text}{why}."
 
 
 def write_docs(text: str) -> None:
@@ -246,7 +259,18 @@ def main() -> None:
     p.add_argument("--heavy", type=int, default=6, help="cases that also run crash and drgn")
     p.add_argument("--cases", metavar="REGEX", help="only the cases whose name matches")
     p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--rows", metavar="FILE", type=Path,
+                   help="render the rows a run printed (JSON lines on stderr) instead of "
+                        "measuring")
     args = p.parse_args()
+    if args.rows:
+        rows = [json.loads(line) for line in args.rows.read_text().splitlines()
+                if line.startswith("{")]
+        text = render(rows)
+        print(text)
+        if args.write_docs:
+            write_docs(text)
+        return
     # An installed crashfleet has its bytecode (pip compiles it); a checkout run with
     # PYTHONDONTWRITEBYTECODE would compile every module on every start (~100 ms of the
     # command's CPU), which is not what a user pays.
@@ -266,7 +290,15 @@ def main() -> None:
                                 i < args.heavy or arch not in arches))
             arches.add(arch)
             print(json.dumps(rows[-1]), file=sys.stderr)
-    text = (f"Measured by `python -m bench.analyze.run` on {time.strftime('%Y-%m-%d')} "
+    text = render(rows)
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+
+
+def render(rows: list[dict]) -> str:
+    """The docs section for measured ``rows`` (one per dump)."""
+    return (f"Measured by `python -m bench.analyze.run` on {time.strftime('%Y-%m-%d')} "
             f"({os.cpu_count()} CPUs, {platform.release()}, {len(rows)} dumps). "
             "crashfleet: the full analysis (log, oops, crashed task, ORC unwind, modules, "
             "findings) with a warm pack, best of several runs; the whole process includes the "
@@ -276,9 +308,6 @@ def main() -> None:
             + "\nWith no symbols at all (no pack, no vmlinux: kallsyms, BTF and ORC from the "
             "dump; target: at most 2x the warm-pack analysis, at most 100 MB peak RSS). crash "
             "cannot open a dump without a vmlinux.\n\n" + nosym_table(rows))
-    print(text)
-    if args.write_docs:
-        write_docs(text)
 
 
 if __name__ == "__main__":
