@@ -150,3 +150,20 @@ def test_lazy_btf_damaged(real_btf: bytes, edits: list[tuple[int, int, str]]) ->
             for m in list(layout.members.values())[:64]:
                 assert m.size >= 0 and isinstance(m.type, str)
     assert read[0] <= 2 * len(data)
+
+
+@_FUZZ
+@given(junk=st.binary(max_size=8192), at=st.integers(0, 8192), copies=st.integers(0, 20),
+       base=st.integers(0, 2**40).map(lambda v: 0xFFFF800008000000 + 4 * v))
+def test_arm64_tables_in_junk(junk: bytes, at: int, copies: int, base: int) -> None:
+    """arm64's search for BTF and the export table (Debian arm64 kallsyms names functions
+    only) over arbitrary read-only data holding any number of copies of the anchor's name:
+    a result or nothing, never an exception; what is found lies inside the data."""
+    from vmcore.arm64_dumpsyms import exported_symbols, find_btf
+
+    data = junk[:at] + b"\0init_task\0" * copies + junk[at:]
+    got = find_btf(data, base)
+    assert got is None or (base <= got[0] < base + len(data) and got[1] > 24)
+    exports = exported_symbols(data, base)
+    assert all(isinstance(n, str) and 0 <= a < 2**64 for n, a in exports.items())
+    assert len(exports) <= len(data) // 12
