@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -199,6 +198,8 @@ def load_settings(
     if path is not None:
         try:
             with path.open("rb") as fh:
+                import tomllib  # only when there is a file (every command loads settings)
+
                 raw = tomllib.load(fh)
             source = str(path)
         except FileNotFoundError:
@@ -206,7 +207,7 @@ def load_settings(
                 raise ConfigError(
                     f"configuration file not found: {path}", source=str(path)
                 ) from None
-        except tomllib.TOMLDecodeError as exc:
+        except ValueError as exc:  # tomllib.TOMLDecodeError
             raise ConfigError(f"{path}: not valid TOML: {exc}", source=str(path)) from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}", source=str(path)) from None
