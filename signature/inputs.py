@@ -73,6 +73,19 @@ def _interrupted_task(rip: Frame | None, frames: tuple[Frame, ...]
     return rip, frames
 
 
+def _trapped(report: Report, exc: list[int]) -> int:
+    """Of the exception frames (indices into the memory frames, innermost first), the one
+    the oops trapped in: at the log's RIP, else the innermost. An interrupt taken while the
+    kernel panics (its delay loop) adds an exception frame inside it."""
+    mem, rip = report.memory, report.rip
+    if mem is not None and rip is not None:
+        for i in exc:
+            f = mem.frames[i]
+            if _findings.at_location(f.address, f.function, f.offset, rip):
+                return i
+    return exc[0]
+
+
 def signature_input(report: Report) -> SignatureInput:
     """The signature input of a report: the memory unwind and findings of a symbolized
     report, else (``source`` ``log``) the printed oops and the log-based findings."""
@@ -85,7 +98,7 @@ def signature_input(report: Report) -> SignatureInput:
         # oops in softirq, on top of the idle loop's halt); for a lockup the last one is.
         exc = [i for i, f in enumerate(mem.frames) if f.exception]
         if exc:
-            at = exc[-1] if report.panic.klass in _INTERRUPTED_CULPRIT else exc[0]
+            at = exc[-1] if report.panic.klass in _INTERRUPTED_CULPRIT else _trapped(report, exc)
             first = mem.frames[at]
             rip_frame: Frame | None = Frame(first.function, first.module, True)
             rest = mem.frames[at + 1:]

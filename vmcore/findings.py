@@ -8,6 +8,8 @@ the report and the signature.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from vmcore.report import FindingInfo, Report
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "MODULES_END",
     "MODULES_VADDR",
     "NULL_PAGE_SIZE",
+    "Location",
+    "at_location",
     "in_module_area",
     "in_null_page",
     "log_findings",
@@ -40,6 +44,28 @@ def in_module_area(address: int, start: int = MODULES_VADDR) -> bool:
     """True when ``address`` lies in the module mapping area (``start``: where the kernel
     image mapping ends, when memory tells)."""
     return start <= address < MODULES_END
+
+
+class Location(Protocol):
+    """Where the log's oops says it trapped (``RIP:``/``pc :``): a bare ``address``, or
+    ``function``+``offset``."""
+
+    @property
+    def address(self) -> int | None: ...
+    @property
+    def function(self) -> str | None: ...
+    @property
+    def offset(self) -> int | None: ...
+
+
+def at_location(address: int, function: str | None, offset: int | None, loc: Location) -> bool:
+    """Whether a frame at ``address`` (``function``+``offset``) is where ``loc`` says. Picks
+    the trapping exception frame among several: an interrupt taken while the kernel panics
+    (panic waits in a delay loop) adds one inside it."""
+    if loc.address is not None:
+        return address == loc.address
+    return loc.function is not None and function == loc.function and \
+        loc.offset in (None, offset)
 
 
 def in_null_page(address: int) -> bool:

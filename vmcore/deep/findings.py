@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vmcore.deep.modules import ModuleRecord
 from vmcore.deep.tasks import TaskRecord
 from vmcore.deep.unwind import MemFrame
-from vmcore.findings import MODULES_VADDR, in_module_area, in_null_page
+from vmcore.findings import MODULES_VADDR, at_location, in_module_area, in_null_page
 from vmcore.oops_records import CodeLocation
 from vmcore.report import FindingInfo
 
@@ -60,16 +60,9 @@ def _fault_frame(f: Facts) -> MemFrame | None:
     trapped = [fr for fr in f.frames if fr.exception]
     if f.rip is not None:
         for fr in trapped:
-            if _at(fr, f.rip):
+            if at_location(fr.address, fr.function, fr.offset, f.rip):
                 return fr
     return trapped[0] if trapped else f.frames[0] if f.frames else None
-
-
-def _at(fr: MemFrame, loc: CodeLocation) -> bool:
-    if loc.address is not None:
-        return fr.address == loc.address
-    return loc.function is not None and fr.function == loc.function and \
-        loc.offset in (None, fr.offset)
 
 
 def _use_after_unload(f: Facts) -> list[FindingInfo]:
