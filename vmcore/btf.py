@@ -122,6 +122,38 @@ def _header(head: bytes, total: int) -> tuple[int, int, int, int]:
     return t0, type_len, s0, str_len
 
 
+def _index_records(words: array, offsets: array, pos: int, lengths: dict[int, int],
+                   t0: int) -> int:
+    """Append to ``offsets`` the word index of each complete record of ``words`` from word
+    ``pos`` on; returns where the first incomplete one (or the end) is. A record's length
+    depends only on its ``info`` word (kind and vlen), and kernel BTF repeats few distinct
+    ones: they are kept in ``lengths``. ``t0`` (the section's byte offset) places errors."""
+    append, end = offsets.append, len(words)
+    while pos + 3 <= end:
+        info = words[pos + 1]
+        n = lengths.get(info)
+        if n is None:
+            kind = (info >> 24) & 0x1F
+            if _STEP[kind] < 0:
+                raise BadBtf(f"BTF type {len(offsets)} has unknown kind {kind}",
+                             offset=t0 + 4 * pos)
+            n = lengths[info] = _STEP[kind] + _PER_WORDS[kind] * (info & 0xFFFF)
+        if pos + n > end:
+            break
+        if len(offsets) > _MAX_TYPES:
+            raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
+        append(pos)
+        pos += n
+    return pos
+
+
+def _end_error(pos: int, end: int, t0: int) -> BadBtf:
+    """Why a whole type section does not end where its last record does (``pos``)."""
+    if pos + 3 > end:
+        return BadBtf("BTF type truncated", offset=t0 + 4 * pos)
+    return BadBtf("BTF type section overruns its length", offset=t0 + 4 * pos)
+
+
 class _Btf:
     """The type section as 32-bit words (every BTF record is a multiple of 4 bytes and the
     section is 4-byte aligned, as the kernel's verifier requires), walked once to index the
@@ -144,31 +176,11 @@ class _Btf:
 
     @staticmethod
     def _walk(words: array, t0: int) -> array:
-        """Word index of each type. A record's length depends only on its ``info`` word
-        (kind and vlen), and kernel BTF repeats few distinct ones: they are looked up."""
+        """Word index of each type (:func:`_index_records` over the whole section)."""
         offsets = array("I", [0])
-        append = offsets.append
-        lengths: dict[int, int] = {}
-        pos, end = 0, len(words)
-        for tid in range(1, _MAX_TYPES + 2):
-            if pos >= end:
-                break
-            if pos + 3 > end:
-                raise BadBtf("BTF type truncated", offset=t0 + 4 * pos)
-            info = words[pos + 1]
-            n = lengths.get(info)
-            if n is None:
-                kind = (info >> 24) & 0x1F
-                if _STEP[kind] < 0:
-                    raise BadBtf(f"BTF type {tid} has unknown kind {kind}",
-                                 offset=t0 + 4 * pos)
-                n = lengths[info] = _STEP[kind] + _PER_WORDS[kind] * (info & 0xFFFF)
-            append(pos)
-            pos += n
-        else:
-            raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
-        if pos != end:
-            raise BadBtf("BTF type section overruns its length", offset=t0 + 4 * pos)
+        pos = _index_records(words, offsets, 0, {}, t0)
+        if pos != len(words):
+            raise _end_error(pos, len(words), t0)
         return offsets
 
     def find_aggregates(self, wanted: dict[int, str]) -> list[tuple[int, str]]:

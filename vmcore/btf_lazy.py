@@ -17,15 +17,15 @@ from vmcore.btf import (  # the record layout is vmcore.btf's; this module reads
     _DATASEC,
     _HDR,
     _MAX_TYPES,
-    _PER_WORDS,
-    _STEP,
     _STRUCT,
     _UNION,
     _VAR,
     Member,
     StructLayout,
     _Btf,
+    _end_error,
     _header,
+    _index_records,
 )
 from vmcore.errors import AnalyzerError, BadBtf
 
@@ -83,29 +83,10 @@ class _LazyBtf(_Btf):
         return True
 
     def _index(self) -> None:
-        """Index the complete records loaded. A record's length depends only on its ``info``
-        word, and kernel BTF repeats few distinct ones: they are looked up."""
-        w, offsets, append, lengths = self.words, self.offsets, self.offsets.append, self._lengths
-        pos, end = self._pos, len(self.words)
-        while pos + 3 <= end:
-            info = w[pos + 1]
-            n = lengths.get(info)
-            if n is None:
-                kind = (info >> 24) & 0x1F
-                if _STEP[kind] < 0:
-                    self._pos = pos
-                    raise BadBtf(f"BTF type {len(offsets)} has unknown kind {kind}",
-                                 offset=self._t0 + 4 * pos)
-                n = lengths[info] = _STEP[kind] + _PER_WORDS[kind] * (info & 0xFFFF)
-            if pos + n > end:
-                break
-            append(pos)
-            pos += n
-        if len(offsets) > _MAX_TYPES + 1:  # checked per chunk: a chunk holds few records
-            raise BadBtf(f"BTF has more than {_MAX_TYPES} types")
-        self._pos = pos
-        if self._loaded >= self._type_len and pos != end:
-            raise BadBtf("BTF type section overruns its length", offset=self._t0 + 4 * pos)
+        """Index the complete records loaded (:func:`vmcore.btf._index_records`)."""
+        self._pos = _index_records(self.words, self.offsets, self._pos, self._lengths, self._t0)
+        if self._loaded >= self._type_len and self._pos != len(self.words):
+            raise _end_error(self._pos, len(self.words), self._t0)
 
     def _ensure(self, tid: int) -> None:
         while tid >= len(self.offsets) and self._more():
