@@ -170,7 +170,7 @@ def dump_symbols_arm64(mem: Arm64Memory, info: VmcoreInfo) -> DumpSymbols:
     ks = read_kallsyms(mem.read, dict(info.symbols), 0)
     if ks.address_of("init_task") is None:
         return functions_only_symbols(mem, info, ks)
-    own = symbols_from_dump(mem.read, info._replace(kernel_offset=0))
+    own = symbols_from_dump(mem.read, info._replace(kernel_offset=0), ks)
     return DumpSymbols(own.build_id, own.meta, own.symbols, own.types, own.orc,
                        tuple(n for n in own.notes if not n.startswith("orc:")))
 

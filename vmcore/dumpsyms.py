@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from vmcore.btf import StructLayout, member_offset
 from vmcore.btf_lazy import BtfTypes, lazy_btf_types
 from vmcore.errors import AnalyzerError, BadKallsyms
-from vmcore.kallsyms import read_kallsyms
+from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
 from vmcore.orc import MemoryOrc, OrcEntry
 from vmcore.pages import PageReader, Reader
 from vmcore.symbols import SymbolLookup
@@ -134,12 +134,15 @@ def _banner(read: Reader, ks: SymbolLookup, slide: int) -> str | None:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip() or None
 
 
-def symbols_from_dump(read: Reader, info: VmcoreInfo) -> DumpSymbols:
-    """The dump's own symbols; ``read(vaddr, length)`` reads kernel memory. Raises
+def symbols_from_dump(read: Reader, info: VmcoreInfo,
+                      ks: Kallsyms | IndexedKallsyms | None = None) -> DumpSymbols:
+    """The dump's own symbols; ``read(vaddr, length)`` reads kernel memory; ``ks`` the
+    kallsyms already read from it (at this slide), if any. Raises
     :class:`~vmcore.errors.BadKallsyms` when kallsyms cannot be decoded (before v6.0
     VMCOREINFO does not export it)."""
     slide = info.kernel_offset or 0
-    ks = read_kallsyms(read, dict(info.symbols), slide)
+    if ks is None:
+        ks = read_kallsyms(read, dict(info.symbols), slide)
     if ks.address_of("init_task") is None:
         raise BadKallsyms("kallsyms: no init_task symbol")
     notes: list[str] = []
