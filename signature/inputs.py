@@ -73,19 +73,6 @@ def _interrupted_task(rip: Frame | None, frames: tuple[Frame, ...]
     return rip, frames
 
 
-def _trapped(report: Report, exc: list[int]) -> int:
-    """Of the exception frames (indices into the memory frames, innermost first), the one
-    the oops trapped in: at the log's RIP, else the innermost. An interrupt taken while the
-    kernel panics (its delay loop) adds an exception frame inside it."""
-    mem, rip = report.memory, report.rip
-    if mem is not None and rip is not None:
-        for i in exc:
-            f = mem.frames[i]
-            if _findings.at_location(f.address, f.function, f.offset, rip):
-                return i
-    return exc[0]
-
-
 def signature_input(report: Report) -> SignatureInput:
     """The signature input of a report: the memory unwind and findings of a symbolized
     report, else (``source`` ``log``) the printed oops and the log-based findings."""
@@ -93,12 +80,14 @@ def signature_input(report: Report) -> SignatureInput:
     if (report.symbolized and mem is not None and mem.frames
             and report.panic.klass not in _DETECTOR_PANICS):
         # From the exception RIP down (the frames above it are the crash path); a walk
-        # without an exception frame (a direct panic) keeps every frame. The first exception
-        # is the crash: one further down is the context it interrupted (a timer callback's
-        # oops in softirq, on top of the idle loop's halt); for a lockup the last one is.
+        # without an exception frame (a direct panic) keeps every frame. The exception at the
+        # log's RIP (else the first) is the crash: one further down is the context it
+        # interrupted (a timer callback's oops in softirq, on top of the idle loop's halt);
+        # for a lockup the last one is.
         exc = [i for i, f in enumerate(mem.frames) if f.exception]
-        if exc:
-            at = exc[-1] if report.panic.klass in _INTERRUPTED_CULPRIT else _trapped(report, exc)
+        trapped = _findings.trapping_frame(mem.frames, report.rip)  # None: no exception
+        if trapped is not None:
+            at = exc[-1] if report.panic.klass in _INTERRUPTED_CULPRIT else trapped
             first = mem.frames[at]
             rip_frame: Frame | None = Frame(first.function, first.module, True)
             rest = mem.frames[at + 1:]

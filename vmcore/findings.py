@@ -8,6 +8,7 @@ the report and the signature.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from vmcore.report import FindingInfo, Report
@@ -19,11 +20,12 @@ __all__ = [
     "MODULES_VADDR",
     "NULL_PAGE_SIZE",
     "Location",
-    "at_location",
+    "UnwoundFrame",
     "in_module_area",
     "in_null_page",
     "log_findings",
     "merge_findings",
+    "trapping_frame",
 ]
 
 # x86_64 module mapping space (Documentation/arch/x86/x86_64/mm.rst): it starts where the
@@ -58,14 +60,37 @@ class Location(Protocol):
     def offset(self) -> int | None: ...
 
 
-def at_location(address: int, function: str | None, offset: int | None, loc: Location) -> bool:
-    """Whether a frame at ``address`` (``function``+``offset``) is where ``loc`` says. Picks
-    the trapping exception frame among several: an interrupt taken while the kernel panics
-    (panic waits in a delay loop) adds one inside it."""
+class UnwoundFrame(Protocol):
+    """A frame unwound from memory (the analysis's and the report's records alike)."""
+
+    @property
+    def address(self) -> int: ...
+    @property
+    def function(self) -> str | None: ...
+    @property
+    def offset(self) -> int | None: ...
+    @property
+    def exception(self) -> bool: ...
+
+
+def trapping_frame(frames: Sequence[UnwoundFrame], rip: Location | None) -> int | None:
+    """Index in ``frames`` (innermost first) of the exception frame the oops trapped in: the
+    one at the log's ``rip``, else the innermost exception frame; None when there is none.
+    An interrupt taken while the kernel panics (panic waits in a delay loop) adds an
+    exception frame inside the trapping one."""
+    trapped = [i for i, f in enumerate(frames) if f.exception]
+    if rip is not None:
+        for i in trapped:
+            if _at(frames[i], rip):
+                return i
+    return trapped[0] if trapped else None
+
+
+def _at(f: UnwoundFrame, loc: Location) -> bool:
     if loc.address is not None:
-        return address == loc.address
-    return loc.function is not None and function == loc.function and \
-        loc.offset in (None, offset)
+        return f.address == loc.address
+    return loc.function is not None and f.function == loc.function and \
+        loc.offset in (None, f.offset)
 
 
 def in_null_page(address: int) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vmcore.deep.modules import ModuleRecord
 from vmcore.deep.tasks import TaskRecord
 from vmcore.deep.unwind import MemFrame
-from vmcore.findings import MODULES_VADDR, at_location, in_module_area, in_null_page
+from vmcore.findings import MODULES_VADDR, in_module_area, in_null_page, trapping_frame
 from vmcore.oops_records import CodeLocation
 from vmcore.report import FindingInfo
 
@@ -57,12 +57,8 @@ def _fault_frame(f: Facts) -> MemFrame | None:
     exception frame at the log's oops address, else the innermost one. An interrupt taken
     while the kernel panics (panic waits in a delay loop) adds an exception frame inside the
     trapping one's."""
-    trapped = [fr for fr in f.frames if fr.exception]
-    if f.rip is not None:
-        for fr in trapped:
-            if at_location(fr.address, fr.function, fr.offset, f.rip):
-                return fr
-    return trapped[0] if trapped else f.frames[0] if f.frames else None
+    i = trapping_frame(f.frames, f.rip)
+    return f.frames[i] if i is not None else f.frames[0] if f.frames else None
 
 
 def _use_after_unload(f: Facts) -> list[FindingInfo]:
