@@ -268,6 +268,7 @@ def _deep(report: Report, mem: VirtualMemory, dump: Dump, info: VmcoreInfo,
     oops_cpu = primary.cpu if primary else None
     klass = oa.klass if oa else "unknown"
     fault = primary.fault_address if primary else None
+    rip = primary.rip if primary else None
     try:
         cpus = parse_prstatus(dump.notes, arch)
         if isinstance(mem, Arm64Memory):
@@ -275,12 +276,12 @@ def _deep(report: Report, mem: VirtualMemory, dump: Dump, info: VmcoreInfo,
 
             ma = analyze_memory_arm64(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
                                       fault_address=fault, bug_location=report.bug_location,
-                                      rip=primary.rip if primary else None)
+                                      rip=rip)
         else:
             assert isinstance(mem, KernelMemory)
             ma = analyze_memory(mem, info, pack, cpus, oops_cpu=oops_cpu, klass=klass,
                                 fault_address=fault, bug_location=report.bug_location,
-                                rip=primary.rip if primary else None)
+                                rip=rip)
     except Exception as exc:  # the analyzer must return a report whatever memory holds
         notes.append(f"memory: {type(exc).__name__}: {exc}")
         return None
