@@ -19,6 +19,7 @@ from vmcore.source import LocalFileSource
 
 from .conftest import Case, real_cases
 from .test_deep_real import _pack, _report
+from .test_dump_symbols import lookups_agree
 
 _OWN: dict[str, Report] = {}
 _KALLSYMS_ALL: dict[str, bool] = {}
@@ -150,30 +151,15 @@ def test_data_symbols_are_the_packs_relocated(case: Case) -> None:
 
 @pytest.mark.parametrize("case", _cases())
 def test_lookups_in_place_equal_the_full_decode(case: Case) -> None:
-    import random
-
     from vmcore.arm64 import Arm64Memory
     from vmcore.formats import open_dump
-    from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
     from vmcore.vmcoreinfo import parse_vmcoreinfo
 
     with LocalFileSource(case.dump) as src:
         d = open_dump(src)
         info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
-        mem = Arm64Memory(d.read_phys, info)
-        fast = read_kallsyms(mem.read, dict(info.symbols), 0)
-        full = read_kallsyms(mem.read, dict(info.symbols), 0, in_place=False)
-        assert isinstance(fast, IndexedKallsyms) and isinstance(full, Kallsyms)
-        rng = random.Random(case.name)
-        for name in [*rng.sample(full.names, 300), "_stext", "_etext", "no_such_symbol"]:
-            assert fast.address_of(name) == full.address_of(name), name
-        text = (full.address_of("_stext") or 0, full.address_of("_etext") or 1)
-        for addr in [rng.randrange(*text) for _ in range(300)] + list(full.addrs[:5]):
-            a, b = fast.lookup(addr), full.lookup(addr)
-            assert (a is None) == (b is None), hex(addr)
-            if a is not None and b is not None:
-                assert (a.name, a.address, a.size, a.kind) == (b.name, b.address, b.size,
-                                                               b.kind), hex(addr)
+        lookups_agree(Arm64Memory(d.read_phys, info).read, dict(info.symbols), 0, case.name,
+                      ("_stext", "_etext", "no_such_symbol"))
 
 
 # -- the tables on literal bytes -------------------------------------------------------------

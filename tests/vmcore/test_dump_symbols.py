@@ -10,6 +10,7 @@ import pytest
 from signature import compute_signature
 from signature.inputs import signature_input
 from vmcore.analyze import analyze
+from vmcore.pages import Reader
 from vmcore.report import SYMBOLS_DUMP, SYMBOLS_NONE, Report
 from vmcore.source import LocalFileSource
 
@@ -127,10 +128,7 @@ def test_symbolized_json_has_hex_addresses_only(case: Case) -> None:
 def test_lookups_in_place_equal_the_full_decode(case: Case) -> None:
     """kallsyms searched where it lies (markers, seqs_of_names, offsets) answers as every
     name decoded does: names to addresses, addresses to symbol, offset, size and kind."""
-    import random
-
     from vmcore.formats import open_dump
-    from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
     from vmcore.vmcoreinfo import parse_vmcoreinfo
     from vmcore.x86_64 import KernelMemory
 
@@ -139,20 +137,31 @@ def test_lookups_in_place_equal_the_full_decode(case: Case) -> None:
         info = parse_vmcoreinfo(d.vmcoreinfo_blob or b"")
         hdr = d.kdump_header
         mem = KernelMemory(d.read_phys, info, hdr.phys_base if hdr else None)
-        syms, slide = dict(info.symbols), info.kernel_offset or 0
-        fast = read_kallsyms(mem.read, syms, slide)
-        full = read_kallsyms(mem.read, syms, slide, in_place=False)
-        assert isinstance(fast, IndexedKallsyms) and isinstance(full, Kallsyms)
-        assert (len(fast), fast.layout) == (len(full), full.layout)
-        rng = random.Random(case.name)
-        for name in [*rng.sample(full.names, 300), "init_task", "_etext", "no_such_symbol"]:
-            assert fast.address_of(name) == full.address_of(name), name
-        text = (full.address_of("_stext") or 0, full.address_of("_etext") or 1)
-        span = (full.addrs[0], full.addrs[-1] + 0x1000)
-        probes = [rng.randrange(*r) for r in (text, span) for _ in range(200)]
-        for addr in probes + list(full.addrs[:5]) + list(full.addrs[-5:]):
-            a, b = fast.lookup(addr), full.lookup(addr)
-            assert (a is None) == (b is None), hex(addr)
-            if a is not None and b is not None:
-                assert (a.name, a.address, a.offset, a.size, a.kind) == \
-                    (b.name, b.address, b.offset, b.size, b.kind), hex(addr)
+        lookups_agree(mem.read, dict(info.symbols), info.kernel_offset or 0, case.name,
+                      ("init_task", "_etext", "no_such_symbol"))
+
+
+def lookups_agree(read: Reader, syms: dict[str, int], slide: int, seed: str,
+                  names: tuple[str, ...]) -> None:
+    """The in-place kallsyms and the full decode of one dump's tables agree on 300 random
+    names and ``names``, and on 400 random addresses and the first and last symbols'."""
+    import random
+
+    from vmcore.kallsyms import IndexedKallsyms, Kallsyms, read_kallsyms
+
+    fast = read_kallsyms(read, syms, slide)
+    full = read_kallsyms(read, syms, slide, in_place=False)
+    assert isinstance(fast, IndexedKallsyms) and isinstance(full, Kallsyms)
+    assert (len(fast), fast.layout) == (len(full), full.layout)
+    rng = random.Random(seed)
+    for name in [*rng.sample(full.names, 300), *names]:
+        assert fast.address_of(name) == full.address_of(name), name
+    text = (full.address_of("_stext") or 0, full.address_of("_etext") or 1)
+    span = (full.addrs[0], full.addrs[-1] + 0x1000)
+    probes = [rng.randrange(*r) for r in (text, span) for _ in range(200)]
+    for addr in probes + list(full.addrs[:5]) + list(full.addrs[-5:]):
+        a, b = fast.lookup(addr), full.lookup(addr)
+        assert (a is None) == (b is None), hex(addr)
+        if a is not None and b is not None:
+            assert (a.name, a.address, a.offset, a.size, a.kind) == \
+                (b.name, b.address, b.offset, b.size, b.kind), hex(addr)
